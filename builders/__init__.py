@@ -1,0 +1,1 @@
+"""Sources, the canonical schema, validation and quarantine, the demo pool, the ledger."""

@@ -1,0 +1,1 @@
+"""Reward models trained on human preferences (question model f, answer model g)."""

@@ -1,0 +1,1 @@
+"""LLM-preference alignment: the inner-LLM rewriter, its review step and guards."""
