@@ -56,7 +56,10 @@ def load_canonical(
             features=FEATURES,
             gen_kwargs={"source": source, "config": config, "quarantine": quarantine},
         )
-    return datasets.Dataset.from_list(list(_rows(source, config, quarantine)), features=FEATURES)
+    rows = list(_rows(source, config, quarantine))
+    if not rows:  # from_list cannot infer an empty table, even with features
+        return datasets.Dataset.from_dict({name: [] for name in FEATURES}, features=FEATURES)
+    return datasets.Dataset.from_list(rows, features=FEATURES)
 
 
 @dataclass(frozen=True)

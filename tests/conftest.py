@@ -1,0 +1,34 @@
+"""Test isolation: no network, no user cache. Set before anything imports `datasets`."""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="align2-test-hf-home-")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.pop("HF_TOKEN", None)
+
+import pytest  # noqa: E402
+from helpers import write_png  # noqa: E402
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    folder = tmp_path / "images"
+    write_png(folder / "ok.png")
+    return folder
+
+
+@pytest.fixture
+def write_llava(tmp_path):
+    def write(rows, name="data.json") -> Path:
+        path = tmp_path / name
+        if name.endswith(".jsonl"):
+            path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        else:
+            path.write_text(json.dumps(rows), encoding="utf-8")
+        return path
+
+    return write

@@ -1,0 +1,79 @@
+"""The real `align2` command in a subprocess: exit codes and exact error text."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ALIGN2 = str(Path(sys.executable).with_name("align2"))
+
+
+def run(*args, cwd=None):
+    return subprocess.run(
+        [ALIGN2, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=os.environ.copy()
+    )
+
+
+def test_version():
+    result = run("--version")
+    assert result.returncode == 0 and result.stdout.startswith("align2 0.")
+
+
+def test_demo_pool_then_validate(tmp_path):
+    result = run(
+        "demo", "pool", "--split", "test", "--size", "30", "--seed", "1", "--out", tmp_path / "pool"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "wrote 30 rows" in result.stdout
+    pool = tmp_path / "pool"
+    (
+        pool / "images" / f"{json.loads((pool / 'llava_pool.json').read_text())[0]['id']}.png"
+    ).unlink()
+
+    result = run(
+        "validate",
+        "--llava-json",
+        pool / "llava_pool.json",
+        "--image-folder",
+        pool / "images",
+        "--report",
+        tmp_path / "report.json",
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["total"] == 30 and report["valid"] == 29
+    assert report["reasons"] == {"image_missing": 1}
+    assert "quarantined: image_missing" in result.stdout
+    quarantined = (tmp_path / "report.quarantine.jsonl").read_text().splitlines()
+    assert json.loads(quarantined[0])["reason"] == "image_missing"
+
+    strict = run(
+        "validate",
+        "--llava-json",
+        pool / "llava_pool.json",
+        "--image-folder",
+        pool / "images",
+        "--report",
+        tmp_path / "r2.json",
+        "--strict",
+    )
+    assert strict.returncode == 1
+
+
+def test_malformed_json_exits_2_with_a_clear_message(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"id": "a"}\n{"id": "b"}]', encoding="utf-8")
+    result = run(
+        "validate", "--llava-json", bad, "--image-folder", tmp_path, "--report", tmp_path / "r.json"
+    )
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {bad}: malformed JSON at line 2, column 1")
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_option_value_names_it(tmp_path):
+    result = run("demo", "pool", "--out", tmp_path, "--defect-rate", "1.5")
+    assert result.returncode == 2
+    assert "defect_rate must be in [0, 1], got 1.5" in result.stderr
