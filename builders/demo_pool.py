@@ -81,7 +81,7 @@ class DemoPoolConfig:
             raise ValueError(f"size must be a positive number of rows, got {self.size}")
 
 
-def _easy_vqa(split: str) -> tuple[dict[int, list[tuple[str, str]]], dict[int, str]]:
+def easy_vqa_split(split: str) -> tuple[dict[int, list[tuple[str, str]]], dict[int, str]]:
     import easy_vqa
 
     if split == "train":
@@ -167,7 +167,26 @@ def facts_from_pixels(path: str) -> dict[str, str | None]:
     return {"color": color, "shape": shape}
 
 
-def _other(rng: random.Random, value: str, choices: tuple[str, ...]) -> str:
+def shuffle_words(rng: random.Random, text: str) -> str:
+    """The words of `text` in a different order (it needs two distinct words)."""
+    words = text.split()
+    shuffled = list(words)
+    while shuffled == words:
+        rng.shuffle(shuffled)
+    return " ".join(shuffled)
+
+
+def image_facts(qas: list[tuple[str, str]], path: str) -> dict[str, str]:
+    """Colour and shape from the questions; from the pixels where the questions are silent
+    (~11% of images)."""
+    facts = derive_facts(qas)
+    if facts["color"] is None or facts["shape"] is None:
+        seen = facts_from_pixels(path)
+        facts = {k: facts[k] or seen[k] for k in facts}
+    return facts
+
+
+def other(rng: random.Random, value: str, choices: tuple[str, ...]) -> str:
     return rng.choice([c for c in choices if c != value])
 
 
@@ -229,16 +248,16 @@ def _clean_turns(rng: random.Random, qas, facts: dict, kind: str) -> list[dict]:
     ]
 
 
-def _hallucinate(rng: random.Random, turn: dict, facts: dict) -> str:
+def hallucinate(rng: random.Random, turn: dict, facts: dict) -> str:
     """A fluent, self-consistent answer that contradicts the image."""
     if turn["qa"] is None:  # a description: change one attribute
         attr, values = rng.choice((("color", COLORS), ("shape", SHAPES)))
-        wrong = dict(facts, **{attr: _other(rng, facts[attr], values)})
+        wrong = dict(facts, **{attr: other(rng, facts[attr], values)})
         return describe(wrong, "filled" in turn["a"])
     question, answer = turn["qa"]
     kind = question_kind(question, answer)
     if kind != "yesno":
-        claimed = _other(rng, answer, COLORS if kind == "color" else SHAPES)
+        claimed = other(rng, answer, COLORS if kind == "color" else SHAPES)
         return answer_text(question, claimed, dict(facts, **{kind: claimed}), turn["style"])
     claimed = "no" if answer == "yes" else "yes"
     present = (claimed == "yes") != _negated(question)
@@ -246,7 +265,7 @@ def _hallucinate(rng: random.Random, turn: dict, facts: dict) -> str:
     for attr, values in (("shape", SHAPES), ("color", COLORS)):
         subject = _mentions(question, values)
         if subject:  # make the reason agree with the wrong claim
-            wrong[attr] = subject if present else _other(rng, subject, values)
+            wrong[attr] = subject if present else other(rng, subject, values)
             break
     return answer_text(question, claimed, wrong, turn["style"])
 
@@ -257,9 +276,9 @@ def _inject(rng: random.Random, kind: str, turns: list[dict], facts: dict) -> No
     turn = turns[i]
     long_answer = turn["a"] if len(turn["a"].split()) >= 4 else describe(facts, True)
     if kind == "hallucination":
-        turn["a"] = _hallucinate(rng, turn, facts)
+        turn["a"] = hallucinate(rng, turn, facts)
     elif kind == "presupposition":
-        absent = _other(rng, facts["shape"], SHAPES)
+        absent = other(rng, facts["shape"], SHAPES)
         turns[i] = _turn(
             f"What color is the {absent}?", f"The {absent} is {facts['color']}.", f"no {absent}"
         )
@@ -270,11 +289,7 @@ def _inject(rng: random.Random, kind: str, turns: list[dict], facts: dict) -> No
     elif kind == "off_topic":
         turn["a"] = rng.choice(OFF_TOPIC)
     elif kind == "word_shuffle":
-        words = long_answer.split()
-        shuffled = list(words)
-        while shuffled == words:
-            rng.shuffle(shuffled)
-        turn["a"] = " ".join(shuffled)
+        turn["a"] = shuffle_words(rng, long_answer)
     elif kind == "repeated_turns":
         turns.insert(i + 1, dict(turn))
     elif kind == "refusal":
@@ -287,7 +302,7 @@ def _inject(rng: random.Random, kind: str, turns: list[dict], facts: dict) -> No
 
 def build_demo_pool(config: DemoPoolConfig) -> list[dict]:
     """Rows in LLaVA form (image = absolute path into the package) plus ground-truth columns."""
-    questions, paths = _easy_vqa(config.split)
+    questions, paths = easy_vqa_split(config.split)
     rng = random.Random(config.seed)
     image_ids = sorted(questions)
     if config.size is not None:
@@ -296,10 +311,7 @@ def build_demo_pool(config: DemoPoolConfig) -> list[dict]:
     types, weights = zip(*TYPE_WEIGHTS.items(), strict=True)
     for image_id in image_ids:
         qas = questions[image_id]
-        facts = derive_facts(qas)
-        if facts["color"] is None or facts["shape"] is None:  # ~11% of images: questions are silent
-            seen = facts_from_pixels(paths[image_id])
-            facts = {k: facts[k] or seen[k] for k in facts}
+        facts = image_facts(qas, paths[image_id])
         kind = rng.choices(types, weights)[0]
         turns = _clean_turns(rng, qas, facts, kind)
         defects = []

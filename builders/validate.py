@@ -39,6 +39,7 @@ class Reason(str, Enum):
     IMAGE_CORRUPT = "image_corrupt"
     IMAGE_TOO_LARGE = "image_too_large"
     DUPLICATE_ID = "duplicate_id"
+    CANDIDATE_SCORE_MISMATCH = "candidate_score_mismatch"  # annotations
 
 
 @dataclass(frozen=True)

@@ -77,3 +77,48 @@ def test_bad_option_value_names_it(tmp_path):
     result = run("demo", "pool", "--out", tmp_path, "--defect-rate", "1.5")
     assert result.returncode == 2
     assert "defect_rate must be in [0, 1], got 1.5" in result.stderr
+
+
+def test_demo_annotations_reward_train_and_eval(tmp_path):
+    result = run(
+        "demo", "annotations", "--split", "test", "--size", "12", "--out", tmp_path / "ann"
+    )
+    assert result.returncode == 0, result.stderr
+    answers = tmp_path / "ann" / "answers.json"
+    result = run(
+        "reward",
+        "train",
+        "--kind",
+        "answer",
+        "--annotations",
+        answers,
+        "--backbone",
+        "tiny-text",
+        "--max-steps",
+        "3",
+        "--batch-size",
+        "8",
+        "--eval-annotations",
+        answers,
+        "--out",
+        tmp_path / "rm",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "saved answer reward model" in result.stdout
+    assert (tmp_path / "rm" / "model.safetensors").is_file()
+    assert (tmp_path / "rm" / "eval.json").is_file()
+
+    result = run(
+        "reward",
+        "eval",
+        "--model",
+        tmp_path / "rm",
+        "--annotations",
+        answers,
+        "--out",
+        tmp_path / "eval.json",
+    )
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "eval.json").read_text())
+    assert metrics["overall"]["pairs"] == sum(s["pairs"] for s in metrics["per_subset"].values())
+    assert set(metrics["per_kind"]) == {"answer"}

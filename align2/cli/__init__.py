@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from align2 import __version__
-from align2.cli import demo, validate
+from align2.cli import demo, reward, validate
 from align2.errors import Align2Error
 
 app = typer.Typer(
@@ -16,6 +16,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(demo.app, name="demo")
+app.add_typer(reward.app, name="reward")
 app.command("validate")(validate.validate_command)
 
 

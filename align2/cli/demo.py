@@ -35,3 +35,23 @@ def pool(
     path = write_demo_pool(rows, out)
     defective = sum(bool(r["defects"]) for r in rows)
     typer.echo(f"wrote {len(rows)} rows ({defective} with an injected defect) to {path}")
+
+
+@app.command("annotations")
+def annotations(
+    out: Annotated[
+        Path, typer.Option(help="Output folder (questions.json, answers.json, images/).")
+    ],
+    split: Annotated[Split, typer.Option(help="easy-VQA split.")] = Split.train,
+    size: Annotated[int | None, typer.Option(help="Images; default all.")] = None,
+    questions_per_image: Annotated[int, typer.Option(help="Answer items per image.")] = 3,
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same files.")] = 0,
+) -> None:
+    """Write demo preference annotations in the seed's format (stand-ins for human labels)."""
+    from align2.reward.demo_annotations import DemoAnnotationConfig, write_demo_annotations
+
+    config = DemoAnnotationConfig(
+        split=split.value, size=size, questions_per_image=questions_per_image, seed=seed
+    )
+    questions, answers = write_demo_annotations(config, out)
+    typer.echo(f"wrote {questions} and {answers}")

@@ -33,43 +33,48 @@ class LlavaJsonSource:
         return type_from_filename(Path(self.path).name)
 
     def records(self) -> Iterator[RawRecord]:
-        path = Path(self.path)
-        if not path.is_file():
-            raise SourceError(f"LLaVA file not found: {path}. Pass the path of a .json or .jsonl.")
-        if path.suffix == ".jsonl":
-            yield from self._jsonl_records(path)
-            return
-        try:
-            records = json.loads(_decode(path.read_bytes()))
-        except json.JSONDecodeError as err:
-            raise SourceError(
-                f"{path}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}. "
-                "The file cannot be read as a whole; fix it (or use JSON Lines, where a bad "
-                "line is quarantined on its own) and re-run."
-            ) from None
-        if not isinstance(records, list):
-            raise SourceError(
-                f"{path}: expected a JSON list of LLaVA records, got a {type(records).__name__}."
-            )
-        for index, record in enumerate(records):
-            yield RawRecord(index, record)
+        return read_json_records(Path(self.path), what="LLaVA")
 
-    @staticmethod
-    def _jsonl_records(path: Path) -> Iterator[RawRecord]:
-        with path.open("rb") as f:
-            # index = 0-based line number, so an entry points straight at its line.
-            for index, line in enumerate(f):
-                text = _decode(line).strip()
-                if not text:
-                    continue
-                try:
-                    yield RawRecord(index, json.loads(text))
-                except json.JSONDecodeError as err:
-                    problem = Problem(
-                        Reason.MALFORMED_JSON,
-                        f"{path.name} line {index + 1}, column {err.colno}: {err.msg}",
-                    )
-                    yield RawRecord(index, {"raw": text}, problem)
+
+def read_json_records(path: Path, what: str = "JSON") -> Iterator[RawRecord]:
+    """Records of a .json list or a .jsonl file. A malformed .json file is an error naming
+    line and column; a malformed .jsonl line comes back as a record with a problem."""
+    if not path.is_file():
+        raise SourceError(f"{what} file not found: {path}. Pass the path of a .json or .jsonl.")
+    if path.suffix == ".jsonl":
+        yield from _jsonl_records(path)
+        return
+    try:
+        records = json.loads(_decode(path.read_bytes()))
+    except json.JSONDecodeError as err:
+        raise SourceError(
+            f"{path}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}. "
+            "The file cannot be read as a whole; fix it (or use JSON Lines, where a bad "
+            "line is quarantined on its own) and re-run."
+        ) from None
+    if not isinstance(records, list):
+        raise SourceError(
+            f"{path}: expected a JSON list of {what} records, got a {type(records).__name__}."
+        )
+    for index, record in enumerate(records):
+        yield RawRecord(index, record)
+
+
+def _jsonl_records(path: Path) -> Iterator[RawRecord]:
+    with path.open("rb") as f:
+        # index = 0-based line number, so an entry points straight at its line.
+        for index, line in enumerate(f):
+            text = _decode(line).strip()
+            if not text:
+                continue
+            try:
+                yield RawRecord(index, json.loads(text))
+            except json.JSONDecodeError as err:
+                problem = Problem(
+                    Reason.MALFORMED_JSON,
+                    f"{path.name} line {index + 1}, column {err.colno}: {err.msg}",
+                )
+                yield RawRecord(index, {"raw": text}, problem)
 
 
 def write_llava_json(rows: list[dict], path: Path) -> None:

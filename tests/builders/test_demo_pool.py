@@ -12,9 +12,9 @@ from align2.builders.demo_pool import (
     REFUSALS,
     SHAPES,
     DemoPoolConfig,
-    _easy_vqa,
     build_demo_pool,
     derive_facts,
+    easy_vqa_split,
     facts_from_pixels,
     write_demo_pool,
 )
@@ -85,7 +85,7 @@ def test_each_defect_kind_leaves_its_mark():
 
 
 def test_every_image_has_known_colour_and_shape_and_pixels_agree_with_questions():
-    questions, paths = _easy_vqa("test")
+    questions, paths = easy_vqa_split("test")
     rows = build_demo_pool(DemoPoolConfig(split="test", seed=0))
     assert len(rows) == len(questions) == 1000
     assert all(r["facts"]["color"] and r["facts"]["shape"] for r in rows)

@@ -1,0 +1,127 @@
+"""Reward-model backbones: every one is a sequence classifier with one scalar output read at
+the last non-pad token.
+
+- `tiny-vlm`: the embedded vision default (random init, SmolLM2's tokenizer), see tiny_vlm.py
+- `tiny-text`: a 2-layer Llama classifier built from a config (tests, smoke runs)
+- `smollm2`: the embedded SmolLM2-135M as a text classifier
+- a `.gguf` file, a local folder or a Hub id: `AutoModelForSequenceClassification`
+  (causal LMs, and VLM classifiers such as Gemma3ForSequenceClassification)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import torch
+from align2.builders.schema import IMAGE_TOKEN
+from align2.reward.tiny_vlm import (
+    TinyVLMConfig,
+    TinyVLMForSequenceClassification,
+    pixel_values,
+)
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForSequenceClassification,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from align2.embedded import SMOLLM2, smollm2_model_path, smollm2_tokenizer_path
+
+TINY_VLM, TINY_TEXT = "tiny-vlm", "tiny-text"
+
+
+@dataclass
+class Backbone:
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    image_processor: Callable[[list], torch.Tensor] | None  # None: a text-only model
+    name: str
+
+
+def _tokenizer_with_image_token() -> PreTrainedTokenizerBase:
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_tokenizer_path())
+    tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
+    return tokenizer
+
+
+def image_processor_for(model: PreTrainedModel) -> Callable | None:
+    if isinstance(model.config, TinyVLMConfig):
+        return partial(pixel_values, size=model.config.image_size)
+    return None
+
+
+def build_backbone(
+    name: str,
+    *,
+    seed: int = 0,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    **config_overrides,
+) -> Backbone:
+    """A fresh reward model (random score head) for `name`."""
+    torch.manual_seed(seed)  # the score head (and tiny models) start from the seed
+    if name == TINY_VLM:
+        tokenizer = _tokenizer_with_image_token()
+        config = TinyVLMConfig(
+            vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **config_overrides
+        )
+        model = TinyVLMForSequenceClassification(config)
+        return Backbone(model, tokenizer, image_processor_for(model), name)
+    if name == TINY_TEXT:
+        tokenizer = _tokenizer_with_image_token()
+        defaults = dict(
+            hidden_size=64,
+            intermediate_size=256,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=512,
+        )
+        config = LlamaConfig(
+            vocab_size=len(tokenizer),
+            num_labels=1,
+            pad_token_id=tokenizer.pad_token_id,
+            **{**defaults, **config_overrides},
+        )
+        return Backbone(LlamaForSequenceClassification(config), tokenizer, None, name)
+    kwargs = {"num_labels": 1, "revision": revision, "trust_remote_code": trust_remote_code}
+    if name == SMOLLM2:
+        path, kwargs = smollm2_model_path(), {"num_labels": 1}
+    elif name.endswith(".gguf"):
+        gguf = Path(name)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, num_labels=1
+        )
+        model.hf_quantizer = None
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        return Backbone(_with_pad(model, tokenizer), tokenizer, None, name)
+    else:
+        path = name
+    model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(
+        path, revision=kwargs.get("revision"), trust_remote_code=trust_remote_code
+    )
+    return Backbone(_with_pad(model, tokenizer), tokenizer, image_processor_for(model), name)
+
+
+def _with_pad(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def load_reward_model(path: str | Path, *, trust_remote_code: bool = False) -> Backbone:
+    """A saved reward model, ready to score. safetensors only."""
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, use_safetensors=True, trust_remote_code=trust_remote_code
+    )
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    model.eval()
+    return Backbone(_with_pad(model, tokenizer), tokenizer, image_processor_for(model), str(path))

@@ -1,0 +1,46 @@
+"""Batched reward scoring with a loaded backbone: the one forward path that evaluation and
+the scoring pipeline share."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from align2.reward.backbones import Backbone
+
+
+@torch.inference_mode()
+def score_texts(
+    backbone: Backbone,
+    texts: Sequence[str],
+    images: Sequence | None = None,
+    *,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """One scalar reward per text (with its image, for vision backbones).
+
+    Texts are scored in length-sorted batches (less padding) and returned in input order.
+    """
+    model, tokenizer = backbone.model, backbone.tokenizer
+    model.eval()
+    device = next(model.parameters()).device
+    ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    order = np.argsort([len(x) for x in ids], kind="stable")
+    scores = np.empty(len(texts), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        index = order[start : start + batch_size]
+        batch = tokenizer.pad(
+            {"input_ids": [ids[i] for i in index]},
+            padding=True,
+            padding_side="right",
+            return_tensors="pt",
+        )
+        inputs = {k: v.to(device) for k, v in batch.items()}
+        if backbone.image_processor is not None:
+            if images is None:
+                raise ValueError(f"{backbone.name} is a vision model: pass one image per text")
+            inputs["pixel_values"] = backbone.image_processor([images[i] for i in index]).to(device)
+        logits = model(**inputs).logits.squeeze(-1).float().cpu().numpy()
+        scores[index] = logits
+    return scores

@@ -1,0 +1,33 @@
+"""TRL's RewardTrainer, taught to carry images. Nothing else is overridden: TRL's loss
+(Bradley-Terry, optional margin, center_rewards_coefficient), metrics, checkpointing and
+model card stay as they are."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from trl import RewardTrainer
+from trl.trainer.reward_trainer import DataCollatorForPreference
+
+
+@dataclass
+class VisionPreferenceCollator(DataCollatorForPreference):
+    """TRL's preference collator plus `pixel_values`: one image per pair, since chosen and
+    rejected share it (the model repeats the encoded image for both halves of the batch)."""
+
+    image_processor: Callable[[list], Any] | None = None
+
+    def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = super().torch_call(examples)
+        batch["pixel_values"] = self.image_processor([example["image"] for example in examples])
+        return batch
+
+
+class VisionRewardTrainer(RewardTrainer):
+    """RewardTrainer whose datasets keep their `image` column for the collator."""
+
+    def _set_signature_columns_if_needed(self):
+        if self._signature_columns is None:
+            self._signature_columns = ["chosen_ids", "rejected_ids", "margin", "image"]

@@ -1,0 +1,183 @@
+"""Tiny text and vision reward models train through TRL on the CPU in seconds."""
+
+import json
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from align2.reward.annotations import PREFERENCE_FEATURES
+from align2.reward.backbones import build_backbone, load_reward_model
+from align2.reward.evaluate import evaluate_pairs
+from align2.reward.pipeline import train_and_evaluate
+from align2.reward.train import METADATA_FILE, RewardTrainingConfig, train_reward_model
+from PIL import Image
+
+COLORS = {"red": (230, 20, 20), "blue": (20, 20, 230), "green": (20, 200, 20)}
+
+
+def _colour_pairs(n: int, seed: int) -> datasets.Dataset:
+    """Answers that differ only in the colour the image shows: only vision can tell."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    names = sorted(COLORS)
+    for i in range(n):
+        true, wrong = rng.choice(names, size=2, replace=False)
+        image = Image.new("RGB", (64, 64), (245, 240, 235))
+        image.paste(Image.new("RGB", (24, 24), COLORS[true]), tuple(rng.integers(0, 40, 2)))
+        rows.append(
+            {
+                "id": str(i),
+                "image": image,
+                "kind": "answer",
+                "prompt": "What color is the shape?",
+                "chosen": f"The shape is {true}.",
+                "rejected": f"The shape is {wrong}.",
+                "margin": 1.0,
+                "subset": "color",
+            }
+        )
+    return datasets.Dataset.from_list(rows, features=PREFERENCE_FEATURES)
+
+
+def _text_pairs(n: int) -> datasets.Dataset:
+    """Clean answers over refusals: text alone decides."""
+    image = Image.new("RGB", (64, 64), "white")
+    rows = [
+        {
+            "id": str(i),
+            "image": image,
+            "kind": "answer",
+            "prompt": f"What is {i} + 1?",
+            "chosen": f"It is {i + 1}.",
+            "rejected": "As an AI, I cannot see images.",
+            "margin": 1.0,
+            "subset": "refusal",
+        }
+        for i in range(n)
+    ]
+    return datasets.Dataset.from_list(rows, features=PREFERENCE_FEATURES)
+
+
+def _losses(model_dir):
+    return [e["loss"] for e in json.loads((model_dir / METADATA_FILE).read_text())["log"]]
+
+
+def test_tiny_text_model_learns_and_reloads_identically(tmp_path):
+    pairs = _text_pairs(64)
+    before = evaluate_pairs(build_backbone("tiny-text", seed=0), pairs)["overall"]
+    config = RewardTrainingConfig(
+        kind="answer",
+        backbone="tiny-text",
+        max_steps=30,
+        batch_size=16,
+        learning_rate=1e-3,
+        warmup_steps=0,
+    )
+    model_dir = train_reward_model(pairs, config, tmp_path / "rm")
+    losses = _losses(model_dir)
+    assert losses[-1] < losses[0]
+    assert (model_dir / "model.safetensors").is_file()
+    assert not list(model_dir.glob("*.bin"))
+    reloaded = load_reward_model(model_dir)
+    after = evaluate_pairs(reloaded, pairs)
+    assert after["overall"]["accuracy"] >= 0.95
+    assert after["overall"]["mean_margin"] > before["mean_margin"] + 1.0
+    again = evaluate_pairs(load_reward_model(model_dir), pairs)
+    assert again == after  # save/reload scores identically
+
+
+@pytest.mark.slow
+def test_tiny_vlm_learns_a_visual_fact(tmp_path):
+    train, held_out = _colour_pairs(384, seed=0), _colour_pairs(96, seed=1)
+    config = RewardTrainingConfig(
+        kind="answer",
+        backbone="tiny-vlm",
+        max_steps=60,
+        batch_size=32,
+        learning_rate=1e-3,
+        warmup_steps=5,
+    )
+    initial = build_backbone("tiny-vlm", seed=0).model.state_dict()
+    model_dir = train_reward_model(train, config, tmp_path / "vlm")
+    losses = _losses(model_dir)
+    assert losses[-1] < losses[0]
+    trained = load_reward_model(model_dir)
+    changed = [
+        k
+        for k, v in trained.model.state_dict().items()
+        if k.startswith("vision") and not torch.equal(v, initial[k])
+    ]
+    assert changed, "the vision stem did not train"
+    accuracy = evaluate_pairs(trained, held_out)["overall"]["accuracy"]
+    assert accuracy > 0.75  # chance is 0.5: the text never says which colour is right
+
+
+def test_train_and_evaluate_writes_eval_and_card(tmp_path):
+    records = [
+        {
+            "id": f"x{i}",
+            "image": "a.png",
+            "kind": "answer",
+            "prompt": f"Q{i}?",
+            "candidates": [f"Answer {i}.", "As an AI, I cannot.", "<div></div>"],
+            "scores": [1.0, 0.1, 0.0],
+            "labels": ["original", "refusal", "markup_noise"],
+        }
+        for i in range(24)
+    ]
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (64, 64), "white").save(tmp_path / "images" / "a.png")
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps(records))
+    config = RewardTrainingConfig(
+        kind="answer",
+        backbone="tiny-text",
+        max_steps=10,
+        batch_size=8,
+        learning_rate=1e-3,
+        warmup_steps=0,
+    )
+    model_dir, evaluation = train_and_evaluate(
+        config,
+        path,
+        tmp_path / "images",
+        tmp_path / "m",
+        eval_annotations=path,
+        eval_image_folder=tmp_path / "images",
+    )
+    saved = json.loads((model_dir / "eval.json").read_text())
+    assert saved == json.loads(json.dumps(evaluation))
+    assert set(saved["per_subset"]) == {"refusal", "markup_noise", "refusal>markup_noise"}
+    card = (model_dir / "README.md").read_text()
+    assert "## align2 reward model" in card and "| refusal |" in card
+    assert "trl" in card.lower()  # TRL's own card is kept and enriched
+
+
+def test_lora_training_merges_into_a_plain_model(tmp_path):
+    pairs = _text_pairs(32)
+    config = RewardTrainingConfig(
+        kind="answer",
+        backbone="tiny-text",
+        max_steps=8,
+        batch_size=8,
+        learning_rate=1e-3,
+        warmup_steps=0,
+        lora_r=4,
+    )
+    model_dir = train_reward_model(pairs, config, tmp_path / "lora")
+    assert not (model_dir / "adapter_config.json").exists()  # merged: one self-contained model
+    reloaded = load_reward_model(model_dir)
+    assert type(reloaded.model).__name__ == "LlamaForSequenceClassification"
+    assert evaluate_pairs(reloaded, pairs)["overall"]["pairs"] == 32
+
+
+def test_curriculum_puts_stages_first_and_keeps_every_pair():
+    from align2.reward.train import curriculum_order
+
+    subsets = ["a", "fact:x", "b>fact:x", "fact:shape", "short>short_fact:y", "fact:y"]
+    pairs = datasets.Dataset.from_dict({"subset": subsets})
+    ordered = curriculum_order(pairs, ("fact:shape", "fact:|short>short_fact:"), seed=0)["subset"]
+    assert ordered[0] == "fact:shape"
+    assert sorted(ordered[1:4]) == ["fact:x", "fact:y", "short>short_fact:y"]
+    assert sorted(ordered[4:]) == sorted(subsets)  # then every pair, once more
