@@ -1,0 +1,117 @@
+"""Selection policies on small hand-made data, with exact expected kept ids."""
+
+import pytest
+from align2.builders.select import (
+    Align2Selection,
+    BudgetSelection,
+    RandomSelection,
+    ThresholdSelection,
+    TopKSelection,
+    select_align2,
+    select_budget,
+    select_random,
+    select_threshold,
+    select_top_k,
+)
+from align2.builders.styler import STYLES, style_of
+
+
+def kept(ids, reasons):
+    return sorted(i for i, r in zip(ids, reasons, strict=True) if r is None)
+
+
+def test_align2_two_stages_per_type():
+    ids = [f"c{i}" for i in range(10)] + [f"d{i}" for i in range(5)]
+    types = ["conversation"] * 10 + ["detail"] * 5
+    q = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0] + [0.1, 0.9, 0.5, 0.7, 0.3]
+    a = [0.1, 0.9, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0] + [0.0, 0.2, 0.9, 0.8, 0.0]
+    reasons = select_align2(ids, types, q, a, Align2Selection(question_ratio=0.5, answer_ratio=0.4))
+    # conversation: top 5 by q = c0..c4; top round(0.4*5)=2 of those by a = c1, c2.
+    # detail: top round(2.5)=3 by q = d1, d3, d2; top round(1.2)=1 by a = d2.
+    assert kept(ids, reasons) == ["c1", "c2", "d2"]
+    assert reasons[ids.index("c0")] == "below_answer_cut"
+    assert reasons[ids.index("c9")] == "below_question_cut"
+    assert reasons[ids.index("d0")] == "below_question_cut"
+
+
+def test_ties_break_by_id_whatever_the_input_order():
+    ids = ["b", "a", "d", "c"]
+    reasons = select_top_k(ids, [1.0, 1.0, 1.0, 1.0], TopKSelection(k=2))
+    assert kept(ids, reasons) == ["a", "b"]
+    ids2, scores2 = list(reversed(ids)), [1.0] * 4
+    assert kept(ids2, select_top_k(ids2, scores2, TopKSelection(k=2))) == ["a", "b"]
+
+
+def test_threshold_and_top_k():
+    ids = ["a", "b", "c", "d"]
+    scores = [0.2, 0.9, 0.5, 0.7]
+    assert kept(ids, select_threshold(scores, ThresholdSelection(min_score=0.5))) == ["b", "c", "d"]
+    assert kept(ids, select_top_k(ids, scores, TopKSelection(k=2))) == ["b", "d"]
+    assert select_threshold(scores, ThresholdSelection(0.5))[0] == "below_threshold"
+
+
+def test_random_is_seeded_and_independent_of_input_order():
+    ids = [f"x{i:02d}" for i in range(20)]
+    first = kept(ids, select_random(ids, RandomSelection(budget=5, seed=3)))
+    assert len(first) == 5
+    assert first == kept(ids[::-1], select_random(ids[::-1], RandomSelection(budget=5, seed=3)))
+    assert first != kept(ids, select_random(ids, RandomSelection(budget=5, seed=4)))
+    with pytest.raises(ValueError, match="exactly one of `budget`"):
+        select_random(ids, RandomSelection())
+
+
+def test_budget_visits_small_style_bins_first_and_carries_shortfall():
+    # 1 "yes/no" item, 2 "comparison", 6 "short description"; budget 6 over 3 bins:
+    # yes/no gets ceil(6/3)=2 but has 1 -> shortfall carried; comparison ceil(5/2)=3 but has 2;
+    # short description takes the remaining 3 (its best three).
+    ids = [f"i{i}" for i in range(9)]
+    styles = ["yes/no", "comparison", "comparison"] + ["short description"] * 6
+    scores = [0.1, 0.2, 0.3, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4]
+    reasons = select_budget(ids, scores, styles, BudgetSelection(budget=6))
+    assert kept(ids, reasons) == ["i0", "i1", "i2", "i3", "i4", "i5"]
+
+
+def test_budget_round_robins_capabilities_and_respects_the_threshold():
+    ids = [f"i{i}" for i in range(8)]
+    caps = ["ocr"] * 2 + ["spatial"] * 6
+    scores = [0.9, 0.05, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4]
+    styles = ["word/short-phrase"] * 8
+    reasons = select_budget(
+        ids, scores, styles, BudgetSelection(budget=4, threshold=0.1), capabilities=caps
+    )
+    # each capability gets 2; ocr has one above the threshold, its shortfall goes to spatial.
+    assert kept(ids, reasons) == ["i0", "i2", "i3", "i4"]
+    assert reasons[1] == "below_threshold" and reasons[7] == "over_budget"
+
+
+@pytest.mark.parametrize(
+    "question, answer, style",
+    [
+        ("<image>\nWhich is it? A. cat B. dog", "A", "multi-choice"),
+        ("<image>\nWhere is the cup?", "The cup is at [0.10, 0.22, 0.35, 0.40].", "coordinate"),
+        ("<image>\nIs there a red shape?", "No.", "yes/no"),
+        ("What color is the shape?\n<image>", "Red.", "word/short-phrase"),
+        (
+            "<image>\nDescribe the image briefly.",
+            "A red circle on a light background.",
+            "short description",
+        ),
+        ("<image>\nDescribe the image in detail.", " ".join(["word"] * 60), "detailed description"),
+        (
+            "<image>\nWhat is the difference between the two cars?",
+            "One is red, one is blue.",
+            "comparison",
+        ),
+        (
+            "<image>\nWhy is the man smiling?",
+            "He is holding a prize, so he is probably happy because he won.",
+            "chain-of-thought",
+        ),
+        ("<image>\nAnswer in one word: what animal is this?", "Dog", "specified style"),
+    ],
+)
+def test_styler_covers_all_nine_styles(question, answer, style):
+    assert style in STYLES
+    assert (
+        style_of([{"from": "human", "value": question}, {"from": "gpt", "value": answer}]) == style
+    )
