@@ -12,8 +12,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 BELOW_QUESTION_CUT = "below_question_cut"
 BELOW_ANSWER_CUT = "below_answer_cut"
 BELOW_THRESHOLD = "below_threshold"
@@ -147,7 +145,3 @@ def _fill_by_style(pool, ids, scores, styles, share: int) -> list[int]:
         quota = math.ceil((share - len(picked)) / bins_left)
         picked.extend(bins[style][:quota])
     return picked
-
-
-def kept_mask(reasons) -> np.ndarray:
-    return np.array([r is None for r in reasons], dtype=bool)
