@@ -175,9 +175,10 @@ def test_lora_training_merges_into_a_plain_model(tmp_path):
 def test_curriculum_puts_stages_first_and_keeps_every_pair():
     from align2.reward.train import curriculum_order
 
-    subsets = ["a", "fact:x", "b>fact:x", "fact:shape", "short>short_fact:y", "fact:y"]
+    subsets = ["a", "fact:x", "b>fact:x", "fact:shape", "fact:shape>refusal", "short>short_fact:y"]
     pairs = datasets.Dataset.from_dict({"subset": subsets})
-    ordered = curriculum_order(pairs, ("fact:shape", "fact:|short>short_fact:"), seed=0)["subset"]
-    assert ordered[0] == "fact:shape"
-    assert sorted(ordered[1:4]) == ["fact:x", "fact:y", "short>short_fact:y"]
+    stages = ("=fact:shape", "=fact:shape", "fact:x|short>short_fact:")
+    ordered = curriculum_order(pairs, stages, seed=0)["subset"]
+    assert ordered[:2] == ["fact:shape", "fact:shape"]  # exact match, stage repeated
+    assert sorted(ordered[2:4]) == ["fact:x", "short>short_fact:y"]  # prefixes
     assert sorted(ordered[4:]) == sorted(subsets)  # then every pair, once more
