@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image as PILImage
+
 from align2.builders.schema import GPT, HUMAN, IMAGE_TOKEN
 from align2.builders.sources.llava_json import write_llava_json
-from PIL import Image as PILImage
 
 COLORS = ("red", "green", "blue", "black", "gray", "yellow", "teal", "brown")
 SHAPES = ("circle", "rectangle", "triangle")

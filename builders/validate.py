@@ -15,9 +15,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from PIL import Image, UnidentifiedImageError
+
 from align2.builders.ledger import Ledger
 from align2.builders.schema import GPT, HUMAN, IMAGE_TOKEN, ROLES
-from PIL import Image, UnidentifiedImageError
 
 
 class Reason(str, Enum):

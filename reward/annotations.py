@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+from datasets import Features, Image, Value
+
 from align2.builders.sources.llava_json import read_json_records
 from align2.builders.validate import (
     Problem,
@@ -29,10 +31,8 @@ from align2.builders.validate import (
     ValidationConfig,
     check_image,
 )
-from align2.reward.templates import ANSWER, KINDS, QUESTION, strip_image_token
-from datasets import Features, Image, Value
-
 from align2.errors import SourceError
+from align2.reward.templates import ANSWER, KINDS, QUESTION, strip_image_token
 
 PREFERENCE_FEATURES = Features(
     {

@@ -16,12 +16,6 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from align2.builders.schema import IMAGE_TOKEN
-from align2.reward.tiny_vlm import (
-    TinyVLMConfig,
-    TinyVLMForSequenceClassification,
-    pixel_values,
-)
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -31,7 +25,13 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from align2.builders.schema import IMAGE_TOKEN
 from align2.embedded import SMOLLM2, smollm2_model_path, smollm2_tokenizer_path
+from align2.reward.tiny_vlm import (
+    TinyVLMConfig,
+    TinyVLMForSequenceClassification,
+    pixel_values,
+)
 
 TINY_VLM, TINY_TEXT = "tiny-vlm", "tiny-text"
 

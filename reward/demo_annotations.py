@@ -150,9 +150,11 @@ def question_item(rng: random.Random, facts: dict) -> tuple[list[list[str]], lis
     return list(candidates.values()), labels
 
 
-def build_demo_annotations(config: DemoAnnotationConfig) -> tuple[list[dict], list[dict]]:
+def build_demo_annotations(
+    config: DemoAnnotationConfig, split_data: tuple[dict, dict] | None = None
+) -> tuple[list[dict], list[dict]]:
     """(question records, answer records) in the seed's format, plus a `labels` list."""
-    questions, paths = easy_vqa_split(config.split)
+    questions, paths = split_data or easy_vqa_split(config.split)
     rng = random.Random(config.seed)
     image_ids = sorted(questions)
     if config.size is not None:
@@ -193,10 +195,11 @@ QUESTIONS_FILE, ANSWERS_FILE = "questions.json", "answers.json"
 
 
 def write_demo_annotations(config: DemoAnnotationConfig, out: Path) -> tuple[Path, Path]:
-    question_records, answer_records = build_demo_annotations(config)
+    split_data = easy_vqa_split(config.split)
+    paths = split_data[1]
+    question_records, answer_records = build_demo_annotations(config, split_data)
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    _, paths = easy_vqa_split(config.split)
     for record in question_records:
         image_id = int(record["image"].removesuffix(".png"))
         shutil.copyfile(paths[image_id], out / "images" / record["image"])

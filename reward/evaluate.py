@@ -6,15 +6,16 @@ from collections import defaultdict
 
 import datasets
 import numpy as np
+
 from align2.reward.backbones import Backbone
 from align2.reward.scoring import score_texts
-from align2.reward.templates import render
+from align2.reward.templates import render_pairs
 
 
 def evaluate_pairs(backbone: Backbone, pairs: datasets.Dataset, *, batch_size: int = 64) -> dict:
-    kinds, prompts = pairs["kind"], pairs["prompt"]
-    chosen = [render(k, p, c) for k, p, c in zip(kinds, prompts, pairs["chosen"], strict=True)]
-    rejected = [render(k, p, r) for k, p, r in zip(kinds, prompts, pairs["rejected"], strict=True)]
+    kinds = pairs["kind"]
+    texts = render_pairs(pairs.select_columns(["kind", "prompt", "chosen", "rejected"]).to_dict())
+    chosen, rejected = texts["chosen"], texts["rejected"]
     images = list(pairs["image"]) if backbone.image_processor is not None else None
     both = score_texts(
         backbone,

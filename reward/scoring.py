@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+
 from align2.reward.backbones import Backbone
 
 

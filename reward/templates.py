@@ -27,3 +27,14 @@ def render(kind: str, prompt: str, completion: str) -> str:
     if kind == ANSWER:
         return answer_text(prompt, completion)
     return question_text(completion.split("\n"))
+
+
+def render_pairs(batch: dict) -> dict:
+    """A batch of preference pairs (kind, prompt, chosen, rejected) -> the two model inputs."""
+    rows = list(
+        zip(batch["kind"], batch["prompt"], batch["chosen"], batch["rejected"], strict=True)
+    )
+    return {
+        "chosen": [render(kind, prompt, chosen) for kind, prompt, chosen, _ in rows],
+        "rejected": [render(kind, prompt, rejected) for kind, prompt, _, rejected in rows],
+    }

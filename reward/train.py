@@ -14,12 +14,12 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
-from align2.reward.backbones import Backbone, build_backbone
-from align2.reward.templates import KINDS, render
-from align2.reward.trainer import VisionPreferenceCollator, VisionRewardTrainer
 from trl import RewardConfig, RewardTrainer
 
 from align2.errors import Align2Error
+from align2.reward.backbones import Backbone, build_backbone
+from align2.reward.templates import KINDS, render_pairs
+from align2.reward.trainer import VisionPreferenceCollator, VisionRewardTrainer
 
 METADATA_FILE = "align2_reward.json"
 
@@ -50,28 +50,12 @@ class RewardTrainingConfig:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
 
 
-def _texts(pairs: datasets.Dataset) -> datasets.Dataset:
-    def render_batch(batch):
-        return {
-            "chosen": [
-                render(k, p, c)
-                for k, p, c in zip(batch["kind"], batch["prompt"], batch["chosen"], strict=True)
-            ],
-            "rejected": [
-                render(k, p, r)
-                for k, p, r in zip(batch["kind"], batch["prompt"], batch["rejected"], strict=True)
-            ],
-        }
-
-    return pairs.map(render_batch, batched=True, desc="rendering templates")
-
-
 def prepare_pairs(
     pairs: datasets.Dataset, backbone: Backbone, use_margin: bool
 ) -> datasets.Dataset:
     """Rendered (text) or tokenised-with-image (vision) pairs in the form TRL takes; `subset`
     stays for the curriculum and is dropped by the trainer."""
-    rendered = _texts(pairs)
+    rendered = pairs.map(render_pairs, batched=True, desc="rendering templates")
     drop = ["id", "kind", "prompt"] + ([] if use_margin else ["margin"])
     if backbone.image_processor is None:
         return rendered.remove_columns(drop + ["image"])

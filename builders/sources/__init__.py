@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Protocol
 
 import datasets
+from tqdm.auto import tqdm
+
 from align2.builders.ledger import Ledger
 from align2.builders.schema import FEATURES
 from align2.builders.sources.hf_dataset import ColumnMapping, HFDatasetSource
 from align2.builders.sources.llava_json import LlavaJsonSource, write_llava_json
 from align2.builders.validate import Quarantine, RawRecord, ValidationConfig, validate
-from tqdm.auto import tqdm
 
 
 class Source(Protocol):

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+from datasets import Image, List
+
 from align2.builders.schema import GPT, HUMAN, IMAGE_TOKEN, UNKNOWN_TYPE
 from align2.builders.validate import RawRecord
-from datasets import Image, List
 
 CHAT_ROLES = {"user": HUMAN, "assistant": GPT, HUMAN: HUMAN, GPT: GPT}
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from align2.builders.schema import type_from_filename
 from align2.builders.validate import Problem, RawRecord, Reason
-
 from align2.errors import SourceError
 
 

@@ -5,6 +5,7 @@ import hashlib
 from collections import Counter
 
 import pytest
+
 from align2.builders.demo_pool import (
     DEFECTS,
     MARKUP_NOISE,

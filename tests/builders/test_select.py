@@ -1,6 +1,7 @@
 """Selection policies on small hand-made data, with exact expected kept ids."""
 
 import pytest
+
 from align2.builders.select import (
     Align2Selection,
     BudgetSelection,

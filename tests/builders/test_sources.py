@@ -6,6 +6,9 @@ import json
 import datasets
 import numpy as np
 import pytest
+from helpers import llava_row, write_png
+from PIL import Image
+
 from align2.builders.demo_pool import DemoPoolConfig, build_demo_pool, write_demo_pool
 from align2.builders.schema import FEATURES
 from align2.builders.sources import (
@@ -16,8 +19,6 @@ from align2.builders.sources import (
     write_llava_json,
 )
 from align2.builders.validate import Quarantine, ValidationConfig
-from helpers import llava_row, write_png
-from PIL import Image
 
 
 @pytest.fixture(scope="module")

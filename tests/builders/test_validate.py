@@ -5,11 +5,11 @@ import struct
 import zlib
 
 import pytest
-from align2.builders.sources import LlavaJsonSource, load_canonical, validate_source
-from align2.builders.validate import Quarantine, ValidationConfig
 from helpers import llava_row, write_png
 from PIL import Image
 
+from align2.builders.sources import LlavaJsonSource, load_canonical, validate_source
+from align2.builders.validate import Quarantine, ValidationConfig
 from align2.errors import SourceError
 
 

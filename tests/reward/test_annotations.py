@@ -4,7 +4,10 @@ import json
 import random
 
 import pytest
+from helpers import write_png
+
 from align2.builders.validate import Quarantine
+from align2.errors import SourceError
 from align2.reward.annotations import PairingConfig, corrupt, preference_pairs
 from align2.reward.demo_annotations import (
     ANSWER_RUBRIC,
@@ -12,9 +15,6 @@ from align2.reward.demo_annotations import (
     DemoAnnotationConfig,
     build_demo_annotations,
 )
-from helpers import write_png
-
-from align2.errors import SourceError
 
 NO_AUGMENT = PairingConfig(augment_p=0.0)
 

@@ -6,12 +6,13 @@ import datasets
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from align2.reward.annotations import PREFERENCE_FEATURES
 from align2.reward.backbones import build_backbone, load_reward_model
 from align2.reward.evaluate import evaluate_pairs
 from align2.reward.pipeline import train_and_evaluate
 from align2.reward.train import METADATA_FILE, RewardTrainingConfig, train_reward_model
-from PIL import Image
 
 COLORS = {"red": (230, 20, 20), "blue": (20, 20, 230), "green": (20, 200, 20)}
 
