@@ -64,7 +64,7 @@ class ValidationConfig:
     image_folder: Path | None = None
     # Stricter than PIL's own decompression-bomb guard (~89 Mpx), which stays switched on.
     max_image_pixels: int = 4096 * 4096
-    # A full decode catches truncated files that a header read misses; ~1 ms per COCO image.
+    # A full decode catches truncated files that a header read misses (it costs a decode each).
     decode_images: bool = True
 
 
