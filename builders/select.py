@@ -1,21 +1,22 @@
 """Selection policies over a scored dataset. Each is a small frozen config and a pure function
-that returns one reason per row: None for kept, else why the row was dropped.
+over columns that returns one reason code per row: KEPT (0), else why the row was dropped
+(`REASONS[code]`). Codes, not strings, so 10M decisions are 10 MB, not 10M objects.
 
-Ties are broken by id, so the same scores always keep the same rows.
+Ties are broken by id, so the same scores always keep the same rows. The functions are
+vectorised (numpy): selecting from 10M rows takes seconds, not minutes.
 """
 
 from __future__ import annotations
 
 import math
-import random
-from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-BELOW_QUESTION_CUT = "below_question_cut"
-BELOW_ANSWER_CUT = "below_answer_cut"
-BELOW_THRESHOLD = "below_threshold"
-OVER_BUDGET = "over_budget"
+import numpy as np
+import pandas as pd
+
+REASONS = (None, "below_question_cut", "below_answer_cut", "below_threshold", "over_budget")
+KEPT, BELOW_QUESTION_CUT, BELOW_ANSWER_CUT, BELOW_THRESHOLD, OVER_BUDGET = range(len(REASONS))
+POLICIES = ("align2", "budget", "threshold", "top-k", "random")
 
 
 def _count(ratio: float, n: int) -> int:
@@ -23,15 +24,51 @@ def _count(ratio: float, n: int) -> int:
     return int(math.floor(ratio * n + 0.5))
 
 
-def rank(scores: Sequence[float], ids: Sequence[str], index: Sequence[int]) -> list[int]:
-    """`index` ordered best first: score descending, then id ascending."""
-    return sorted(index, key=lambda i: (-scores[i], ids[i]))
-
-
 def _budget(n: int, budget: int | None, ratio: float | None) -> int:
     if (budget is None) == (ratio is None):
         raise ValueError("give exactly one of `budget` (a row count) or `ratio` (a share)")
     return min(n, budget if budget is not None else _count(ratio, n))
+
+
+def _array(values) -> np.ndarray:
+    return values if isinstance(values, np.ndarray) else np.asarray(values)
+
+
+def rank(scores: np.ndarray, ids: np.ndarray, index: np.ndarray | None = None) -> np.ndarray:
+    """`index` (default: all rows) ordered best first: score descending, then id ascending."""
+    index = np.arange(len(scores)) if index is None else np.asarray(index)
+    order = index[np.argsort(-scores[index])]
+    ranked = scores[order]
+    same_as_next = ranked[1:] == ranked[:-1]
+    if same_as_next.any():
+        # Only rows whose score is shared need the (slow, string) id comparison.
+        rows = np.flatnonzero(np.append(same_as_next, False) | np.insert(same_as_next, 0, False))
+        order[rows] = order[rows][np.lexsort((ids[order[rows]], -ranked[rows]))]
+    return order
+
+
+def _reasons(n: int, kept: np.ndarray, dropped_reason: int) -> np.ndarray:
+    reasons = np.full(n, dropped_reason, dtype=np.int8)
+    reasons[kept] = KEPT
+    return reasons
+
+
+def reason_names(codes: np.ndarray) -> list[str | None]:
+    """Codes -> reason strings (None for kept), as the `reason` column shows them."""
+    return np.asarray(REASONS, dtype=object)[codes].tolist()
+
+
+def _codes(labels) -> np.ndarray:
+    """Labels -> integer codes in sorted label order."""
+    # Hash-based factorize: np.unique sorts every string (7x slower on 10M rows).
+    return pd.factorize(np.asarray(labels), sort=True)[0]
+
+
+def _groups(codes: np.ndarray) -> list[np.ndarray]:
+    """Row indices (ascending) per distinct integer code, codes ascending."""
+    order = np.argsort(codes, kind="stable")
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    return np.split(order, bounds) if len(order) else []
 
 
 @dataclass(frozen=True)
@@ -44,18 +81,13 @@ class Align2Selection:
 
 
 def select_align2(ids, types, question_scores, answer_scores, config: Align2Selection):
-    reasons: list[str | None] = [None] * len(ids)
-    by_type: dict[str, list[int]] = defaultdict(list)
-    for i, kind in enumerate(types):
-        by_type[kind].append(i)
-    for members in by_type.values():
-        ranked = rank(question_scores, ids, members)
-        cut = _count(config.question_ratio, len(ranked))
-        for i in ranked[cut:]:
-            reasons[i] = BELOW_QUESTION_CUT
-        survivors = rank(answer_scores, ids, ranked[:cut])
-        for i in survivors[_count(config.answer_ratio, len(survivors)) :]:
-            reasons[i] = BELOW_ANSWER_CUT
+    ids, q, a = _array(ids), _array(question_scores), _array(answer_scores)
+    reasons = np.full(len(ids), BELOW_QUESTION_CUT, dtype=np.int8)
+    for members in _groups(_codes(types)):
+        survivors = rank(q, ids, members)[: _count(config.question_ratio, len(members))]
+        reasons[survivors] = BELOW_ANSWER_CUT
+        kept = rank(a, ids, survivors)[: _count(config.answer_ratio, len(survivors))]
+        reasons[kept] = KEPT
     return reasons
 
 
@@ -65,7 +97,8 @@ class ThresholdSelection:
 
 
 def select_threshold(scores, config: ThresholdSelection):
-    return [None if s >= config.min_score else BELOW_THRESHOLD for s in scores]
+    scores = _array(scores)
+    return _reasons(len(scores), scores >= config.min_score, BELOW_THRESHOLD)
 
 
 @dataclass(frozen=True)
@@ -74,8 +107,8 @@ class TopKSelection:
 
 
 def select_top_k(ids, scores, config: TopKSelection):
-    kept = set(rank(scores, ids, range(len(ids)))[: config.k])
-    return [None if i in kept else OVER_BUDGET for i in range(len(ids))]
+    ids, scores = _array(ids), _array(scores)
+    return _reasons(len(ids), rank(scores, ids)[: config.k], OVER_BUDGET)
 
 
 @dataclass(frozen=True)
@@ -88,10 +121,11 @@ class RandomSelection:
 
 
 def select_random(ids, config: RandomSelection):
+    ids = _array(ids)
     n = _budget(len(ids), config.budget, config.ratio)
-    order = sorted(range(len(ids)), key=lambda i: ids[i])  # independent of input order
-    kept = set(random.Random(config.seed).sample(order, n))
-    return [None if i in kept else OVER_BUDGET for i in range(len(ids))]
+    by_id = np.argsort(ids, kind="stable")  # independent of input order
+    picked = np.random.default_rng(config.seed).permutation(len(ids))[:n]
+    return _reasons(len(ids), by_id[picked], OVER_BUDGET)
 
 
 @dataclass(frozen=True)
@@ -107,41 +141,44 @@ class BudgetSelection:
 
 
 def select_budget(ids, scores, styles, config: BudgetSelection, capabilities=None):
+    ids, scores = _array(ids), _array(scores)
     n = len(ids)
     budget = _budget(n, config.budget, config.ratio)
-    capabilities = capabilities if capabilities is not None else ["all"] * n
-    pools: dict[str, list[int]] = defaultdict(list)
-    for i in range(n):
-        if scores[i] > config.threshold:
-            pools[capabilities[i]].append(i)
-    chosen: list[int] = []
-    while len(chosen) < budget and any(pools.values()):
-        live = sorted(c for c, pool in pools.items() if pool)
-        share = max(1, (budget - len(chosen)) // len(live))  # fixed for the whole round
+    styles = _codes(styles)  # integers: every later comparison is cheap
+    eligible = np.flatnonzero(scores > config.threshold)
+    # Each pool stays ranked best first; taking items out keeps that order.
+    if capabilities is None:
+        pools = [rank(scores, ids, eligible)]
+    else:
+        caps = _codes(capabilities)[eligible]
+        pools = [rank(scores, ids, eligible[members]) for members in _groups(caps)]
+    chosen: list[np.ndarray] = []
+    filled = 0
+    while filled < budget and any(len(p) for p in pools):
+        live = [i for i, pool in enumerate(pools) if len(pool)]
+        share = max(1, (budget - filled) // len(live))  # fixed for the whole round
         for cap in live:
-            if len(chosen) >= budget:
+            if filled >= budget:
                 break
-            picked = _fill_by_style(
-                pools[cap], ids, scores, styles, min(share, budget - len(chosen))
-            )
-            chosen.extend(picked)
-            taken = set(picked)
-            pools[cap] = [i for i in pools[cap] if i not in taken]
-    kept = set(chosen[:budget])
-    return [
-        None if i in kept else (OVER_BUDGET if scores[i] > config.threshold else BELOW_THRESHOLD)
-        for i in range(n)
-    ]
+            picked = _fill_by_style(pools[cap], styles, min(share, budget - filled))
+            chosen.append(picked)
+            filled += len(picked)
+            pools[cap] = pools[cap][~np.isin(pools[cap], picked)]
+    reasons = np.full(n, BELOW_THRESHOLD, dtype=np.int8)
+    reasons[eligible] = OVER_BUDGET
+    if chosen:
+        reasons[np.concatenate(chosen)] = KEPT
+    return reasons
 
 
-def _fill_by_style(pool, ids, scores, styles, share: int) -> list[int]:
-    bins: dict[str, list[int]] = defaultdict(list)
-    for i in rank(scores, ids, pool):
-        bins[styles[i]].append(i)
-    picked: list[int] = []
-    order = sorted(bins, key=lambda s: (len(bins[s]), s))  # smallest bin first
-    for bins_left, style in zip(range(len(order), 0, -1), order, strict=True):
+def _fill_by_style(pool: np.ndarray, styles: np.ndarray, share: int) -> np.ndarray:
+    bins = _groups(styles[pool])
+    bins.sort(key=len)  # smallest first; _groups gives label order, so ties stay stable
+    picked: list[np.ndarray] = []
+    taken = 0
+    for bins_left, members in zip(range(len(bins), 0, -1), bins, strict=True):
         # An equal share of what is left: a small bin's shortfall carries to the next ones.
-        quota = math.ceil((share - len(picked)) / bins_left)
-        picked.extend(bins[style][:quota])
-    return picked
+        quota = math.ceil((share - taken) / bins_left)
+        picked.append(pool[members[:quota]])
+        taken += len(picked[-1])
+    return np.concatenate(picked) if picked else pool[:0]
