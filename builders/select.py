@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from align2.errors import Align2Error
+
 REASONS = (None, "below_question_cut", "below_answer_cut", "below_threshold", "over_budget")
 KEPT, BELOW_QUESTION_CUT, BELOW_ANSWER_CUT, BELOW_THRESHOLD, OVER_BUDGET = range(len(REASONS))
 POLICIES = ("align2", "budget", "threshold", "top-k", "random")
@@ -94,6 +96,7 @@ def select_align2(ids, types, question_scores, answer_scores, config: Align2Sele
 @dataclass(frozen=True)
 class ThresholdSelection:
     min_score: float
+    score: str = "answer_score"  # the score column compared
 
 
 def select_threshold(scores, config: ThresholdSelection):
@@ -104,6 +107,7 @@ def select_threshold(scores, config: ThresholdSelection):
 @dataclass(frozen=True)
 class TopKSelection:
     k: int
+    score: str = "answer_score"
 
 
 def select_top_k(ids, scores, config: TopKSelection):
@@ -138,6 +142,7 @@ class BudgetSelection:
     budget: int | None = None
     ratio: float | None = None
     threshold: float = -math.inf
+    score: str = "answer_score"  # the score column that ranks candidates
 
 
 def select_budget(ids, scores, styles, config: BudgetSelection, capabilities=None):
@@ -182,3 +187,49 @@ def _fill_by_style(pool: np.ndarray, styles: np.ndarray, share: int) -> np.ndarr
         picked.append(pool[members[:quota]])
         taken += len(picked[-1])
     return np.concatenate(picked) if picked else pool[:0]
+
+
+Selection = Align2Selection | BudgetSelection | ThresholdSelection | TopKSelection | RandomSelection
+
+
+def select(policy: Selection, columns: dict) -> np.ndarray:
+    """Run `policy` over a scored table's columns: id, type, style, question_score,
+    answer_score (numpy arrays or sequences). Returns one reason code per row."""
+    ids = _array(columns["id"])
+    if isinstance(policy, Align2Selection):
+        q, a = columns["question_score"], columns["answer_score"]
+        return select_align2(ids, columns["type"], q, a, policy)
+    if isinstance(policy, BudgetSelection):
+        return select_budget(ids, columns[policy.score], columns["style"], policy)
+    if isinstance(policy, ThresholdSelection):
+        return select_threshold(columns[policy.score], policy)
+    if isinstance(policy, TopKSelection):
+        return select_top_k(ids, columns[policy.score], policy)
+    if isinstance(policy, RandomSelection):
+        return select_random(ids, policy)
+    raise TypeError(f"unknown selection policy {policy!r}; known: {', '.join(POLICIES)}")
+
+
+def make_policy(name: str, **options) -> Selection:
+    """A policy by name from flat options (the CLI's and the recipe's); unset options are None
+    and take the policy's defaults."""
+    options = {k: v for k, v in options.items() if v is not None}
+    classes = {
+        "align2": Align2Selection,
+        "budget": BudgetSelection,
+        "threshold": ThresholdSelection,
+        "top-k": TopKSelection,
+        "random": RandomSelection,
+    }
+    if name not in classes:
+        raise Align2Error(f"unknown selection policy {name!r}; allowed: {', '.join(POLICIES)}")
+    cls = classes[name]
+    allowed = set(cls.__dataclass_fields__)
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        known = ", ".join(sorted(allowed))
+        raise Align2Error(f"policy {name!r} takes no {', '.join(unknown)}; its options: {known}")
+    try:
+        return cls(**options)
+    except TypeError as err:  # a required option is missing
+        raise Align2Error(f"policy {name!r}: {err}") from None

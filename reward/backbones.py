@@ -10,12 +10,14 @@ the last non-pad token.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import torch
+from huggingface_hub import snapshot_download
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -34,6 +36,7 @@ from align2.reward.tiny_vlm import (
 )
 
 TINY_VLM, TINY_TEXT = "tiny-vlm", "tiny-text"
+WEIGHTS = ("*.json", "*.safetensors")  # what decides a saved model's scores
 
 
 @dataclass
@@ -117,11 +120,31 @@ def _with_pad(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> Pre
     return model
 
 
-def load_reward_model(path: str | Path, *, trust_remote_code: bool = False) -> Backbone:
-    """A saved reward model, ready to score. safetensors only."""
+def load_reward_model(
+    path: str | Path, *, revision: str | None = None, trust_remote_code: bool = False
+) -> Backbone:
+    """A saved reward model (a folder or a Hub id), ready to score. safetensors only."""
     model = AutoModelForSequenceClassification.from_pretrained(
-        path, use_safetensors=True, trust_remote_code=trust_remote_code
+        path, revision=revision, use_safetensors=True, trust_remote_code=trust_remote_code
     )
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(
+        path, revision=revision, trust_remote_code=trust_remote_code
+    )
     model.eval()
     return Backbone(_with_pad(model, tokenizer), tokenizer, image_processor_for(model), str(path))
+
+
+def model_fingerprint(path: str | Path, revision: str | None = None) -> str:
+    """What identifies a reward model's weights, for cache keys: a local folder hashes its
+    config and weight files; a Hub id is its resolved commit (downloading if needed)."""
+    folder = Path(path)
+    if not folder.is_dir():
+        folder = Path(snapshot_download(str(path), revision=revision, allow_patterns=WEIGHTS))
+        return f"{path}@{folder.name}"  # snapshots/<commit>
+    digest = hashlib.sha256()
+    for file in sorted(f for pattern in WEIGHTS for f in folder.glob(pattern)):
+        digest.update(f"{file.name}:{file.stat().st_size}:".encode())
+        with file.open("rb") as f:
+            while chunk := f.read(1 << 24):
+                digest.update(chunk)
+    return digest.hexdigest()

@@ -18,16 +18,22 @@ def score_texts(
     images: Sequence | None = None,
     *,
     batch_size: int = 64,
+    sort_by_length: bool = True,
+    bf16: bool = False,
 ) -> np.ndarray:
     """One scalar reward per text (with its image, for vision backbones).
 
     Texts are scored in length-sorted batches (less padding) and returned in input order.
+    `bf16` runs the forward under bfloat16 autocast (for GPUs that support it).
     """
     model, tokenizer = backbone.model, backbone.tokenizer
     model.eval()
     device = next(model.parameters()).device
     ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    order = np.argsort([len(x) for x in ids], kind="stable")
+    if sort_by_length:
+        order = np.argsort([len(x) for x in ids], kind="stable")
+    else:
+        order = np.arange(len(ids))
     scores = np.empty(len(texts), dtype=np.float32)
     for start in range(0, len(order), batch_size):
         index = order[start : start + batch_size]
@@ -42,6 +48,7 @@ def score_texts(
             if images is None:
                 raise ValueError(f"{backbone.name} is a vision model: pass one image per text")
             inputs["pixel_values"] = backbone.image_processor([images[i] for i in index]).to(device)
-        logits = model(**inputs).logits.squeeze(-1).float().cpu().numpy()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(**inputs).logits.squeeze(-1).float().cpu().numpy()
         scores[index] = logits
     return scores

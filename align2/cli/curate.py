@@ -1,0 +1,70 @@
+"""`align2 curate`: validate, dedup, score and select a LLaVA pool; write the kept rows, every
+row's scores and decision, the ledger and (with ground truth) the quality report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+DEMO_MODELS = "demo"
+
+
+def curate_command(
+    llava_json: Annotated[Path, typer.Option(help="LLaVA .json (a list) or .jsonl file.")],
+    image_folder: Annotated[Path, typer.Option(help="Folder that image paths are relative to.")],
+    out: Annotated[Path, typer.Option(help="Output folder.")],
+    question_model: Annotated[
+        str, typer.Option(help="Question reward model: folder or Hub id; 'demo' trains tiny-vlm.")
+    ] = DEMO_MODELS,
+    answer_model: Annotated[str, typer.Option(help="Answer reward model, as above.")] = DEMO_MODELS,
+    policy: Annotated[
+        str, typer.Option(help="align2 | budget | threshold | top-k | random")
+    ] = "align2",
+    question_ratio: Annotated[float | None, typer.Option(help="align2: stage-1 share.")] = None,
+    answer_ratio: Annotated[float | None, typer.Option(help="align2: stage-2 share.")] = None,
+    budget: Annotated[int | None, typer.Option(help="budget/random: rows to keep.")] = None,
+    ratio: Annotated[float | None, typer.Option(help="budget/random: share to keep.")] = None,
+    min_score: Annotated[float | None, typer.Option(help="threshold: minimum score.")] = None,
+    k: Annotated[int | None, typer.Option(help="top-k: rows to keep.")] = None,
+    seed: Annotated[int | None, typer.Option(help="random: seed.")] = None,
+    dedup: Annotated[bool, typer.Option(help="Drop exact and near duplicates first.")] = True,
+    truth: Annotated[
+        Path | None, typer.Option(help="Ground truth (truth.jsonl) for the quality report.")
+    ] = None,
+    engine: Annotated[str, typer.Option(help="local (datasets) | ray (Ray Data)")] = "local",
+    batch_size: Annotated[int, typer.Option(help="Sequences per forward pass.")] = 64,
+    trust_remote_code: Annotated[bool, typer.Option(help="Run model code from the Hub.")] = False,
+) -> None:
+    """Keep the best rows of a pool; every row is accounted for in the ledger."""
+    from align2.builders.pipeline import run_curation
+    from align2.builders.select import make_policy
+
+    options = dict(
+        question_ratio=question_ratio,
+        answer_ratio=answer_ratio,
+        budget=budget,
+        ratio=ratio,
+        min_score=min_score,
+        k=k,
+        seed=seed,
+    )
+    result = run_curation(
+        llava_json=llava_json,
+        image_folder=image_folder,
+        out=out,
+        question_model=None if question_model == DEMO_MODELS else question_model,
+        answer_model=None if answer_model == DEMO_MODELS else answer_model,
+        selection=make_policy(policy, **options),
+        dedup=dedup,
+        truth=truth,
+        engine=engine,
+        batch_size=batch_size,
+        trust_remote_code=trust_remote_code,
+    )
+    typer.echo(result.ledger.table())
+    if result.quality is not None:
+        typer.echo(json.dumps(result.quality["defect_rate"]["any"]))
+    typer.echo(f"outputs: {out}")

@@ -1,0 +1,79 @@
+"""One curation run end to end: source -> validate -> curate (dedup, score, select) ->
+quality report -> outputs. The CLI and recipes call this; stages stay apart from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from align2.builders.curate import KEPT_DECISION, Curation, CurationConfig, curate
+from align2.builders.dedup import DedupConfig
+from align2.builders.output import write_curation
+from align2.builders.quality import quality_report, read_truth
+from align2.builders.score import ScoringConfig
+from align2.builders.select import Selection
+from align2.builders.sources import LlavaJsonSource, load_canonical
+from align2.builders.validate import Quarantine, ValidationConfig
+
+QUARANTINE_FILE = "quarantine.jsonl"
+
+
+@dataclass
+class CurationRun:
+    curation: Curation
+    quality: dict | None
+    paths: dict
+
+    @property
+    def ledger(self):
+        return self.curation.ledger
+
+
+def run_curation(
+    *,
+    llava_json: Path,
+    image_folder: Path,
+    out: Path,
+    selection: Selection,
+    question_model: str | None = None,
+    answer_model: str | None = None,
+    dedup: bool = True,
+    truth: Path | None = None,
+    engine: str = "local",
+    batch_size: int = 64,
+    trust_remote_code: bool = False,
+) -> CurationRun:
+    """Models default to the embedded demo reward models (trained once, cached)."""
+    if question_model is None or answer_model is None:
+        from align2.reward.demo_models import demo_reward_models
+
+        demo_question, demo_answer = demo_reward_models()
+        question_model = question_model or str(demo_question)
+        answer_model = answer_model or str(demo_answer)
+    out = Path(out)
+    quarantine = Quarantine(path=out / QUARANTINE_FILE)
+    try:
+        source = LlavaJsonSource(Path(llava_json), Path(image_folder))
+        dataset = load_canonical(source, ValidationConfig(image_folder=image_folder), quarantine)
+    finally:
+        quarantine.close()
+    config = CurationConfig(
+        scoring=ScoringConfig(
+            question_model=question_model,
+            answer_model=answer_model,
+            batch_size=batch_size,
+            trust_remote_code=trust_remote_code,
+        ),
+        selection=selection,
+        dedup=DedupConfig() if dedup else None,
+    )
+    curation = curate(dataset, config, out / "work", quarantine.ledger, engine=engine)
+    quality = None
+    if truth is not None:
+        scored = curation.scored.filter(lambda s: s is not None, input_columns="answer_score")
+        kept = np.asarray(scored["decision"]) == KEPT_DECISION
+        quality = quality_report(scored["id"], kept, read_truth(truth))
+    paths = write_curation(curation, out, quality)
+    return CurationRun(curation, quality, paths)

@@ -1,0 +1,188 @@
+"""Scoring with `datasets.map`: the question model f scores each conversation's human turns
+together; the answer model g scores every (question, answer) turn. Where a turn carries
+several candidate answers (a `candidates` column), the best-scoring one replaces the answer
+and its index is recorded.
+
+Columns added: `question_score`, `answer_scores` (per turn), `answer_score` (their mean),
+`answer_choice` (per turn, the candidate kept; 0 when there was one answer).
+
+The transform is a picklable object whose state is the models' identity (path, revision,
+weight fingerprint) and the options, never a loaded model: `datasets` fingerprints it, so an
+unchanged step loads from its cache. Rows are scored in shards of `checkpoint_rows`, each
+its own cache file: a killed run resumes at the first unfinished shard, and the result is
+identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from datasets.fingerprint import Hasher
+from tqdm.auto import tqdm
+
+from align2.builders.schema import GPT, HUMAN
+from align2.reward.backbones import Backbone, load_reward_model, model_fingerprint
+from align2.reward.scoring import score_texts
+from align2.reward.templates import answer_text, question_text
+
+SCORE_FEATURES = {
+    "question_score": datasets.Value("float32"),
+    "answer_scores": datasets.List(datasets.Value("float32")),
+    "answer_score": datasets.Value("float32"),
+    "answer_choice": datasets.List(datasets.Value("int32")),
+}
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    question_model: str  # a reward model folder or Hub id
+    answer_model: str
+    question_revision: str | None = None
+    answer_revision: str | None = None
+    batch_size: int = 64  # sequences per forward pass
+    window: int = 1024  # rows per map batch; texts are length-sorted within it
+    sort_by_length: bool = True
+    bf16: str = "auto"  # "auto": bfloat16 autocast on GPUs that support it; "on" / "off"
+    checkpoint_rows: int = 4096  # rows per cached shard: the unit a killed run resumes from
+    trust_remote_code: bool = False
+
+
+def _use_bf16(setting: str) -> bool:
+    if setting == "auto":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return setting == "on"
+
+
+class _LazyModel:
+    """A reward model that loads on first use; pickles as its identity only."""
+
+    def __init__(self, path: str, revision: str | None, trust_remote_code: bool):
+        self.path, self.revision, self.trust_remote_code = str(path), revision, trust_remote_code
+        self.fingerprint = model_fingerprint(path, revision)
+        self._backbone: Backbone | None = None
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_backbone"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _backbone=None)
+
+    def get(self, rank: int | None) -> Backbone:
+        if self._backbone is None:
+            self._backbone = load_reward_model(
+                self.path, revision=self.revision, trust_remote_code=self.trust_remote_code
+            )
+            if torch.cuda.is_available():
+                self._backbone.model.to(f"cuda:{(rank or 0) % torch.cuda.device_count()}")
+        return self._backbone
+
+
+class ConversationScorer:
+    """`datasets.map(batched=True, with_rank=True)` transform adding the score columns."""
+
+    def __init__(self, config: ScoringConfig):
+        self.question = _LazyModel(
+            config.question_model, config.question_revision, config.trust_remote_code
+        )
+        self.answer = _LazyModel(
+            config.answer_model, config.answer_revision, config.trust_remote_code
+        )
+        self.options = {
+            "batch_size": config.batch_size,
+            "sort_by_length": config.sort_by_length,
+            "bf16": _use_bf16(config.bf16),
+        }
+
+    def __call__(self, batch: dict, rank: int | None = None) -> dict:
+        images = batch["image"]
+        conversations = batch["conversations"]
+        human = [[t["value"] for t in turns if t["from"] == HUMAN] for turns in conversations]
+        question_scores = score_texts(
+            self.question.get(rank), [question_text(q) for q in human], images, **self.options
+        )
+        candidates = batch.get("candidates") or [[] for _ in images]
+        texts, text_images, owners = [], [], []  # owners: (row, turn, candidate)
+        for row, (turns, alternatives) in enumerate(zip(conversations, candidates, strict=True)):
+            answers = [t["value"] for t in turns if t["from"] == GPT]
+            for turn, (question, answer) in enumerate(zip(human[row], answers, strict=True)):
+                options = alternatives[turn] if turn < len(alternatives) else []
+                for choice, option in enumerate(options or [answer]):
+                    texts.append(answer_text(question, option))
+                    text_images.append(images[row])
+                    owners.append((row, turn, choice))
+        flat = score_texts(self.answer.get(rank), texts, text_images, **self.options)
+        best: dict[tuple[int, int], tuple[float, int]] = {}
+        for (row, turn, choice), score in zip(owners, flat.tolist(), strict=True):
+            if (row, turn) not in best or score > best[(row, turn)][0]:
+                best[(row, turn)] = (score, choice)
+        answer_scores, answer_choice, conversations = [], [], []
+        for row, turns in enumerate(conversations):
+            n_turns = len(human[row])
+            picks = [best[(row, turn)] for turn in range(n_turns)]
+            answer_scores.append([score for score, _ in picks])
+            answer_choice.append([choice for _, choice in picks])
+            conversations.append(_with_answers(turns, candidates[row], answer_choice[-1]))
+        return {
+            "conversations": conversations,
+            "question_score": question_scores.tolist(),
+            "answer_scores": answer_scores,
+            "answer_score": [float(np.mean(s)) for s in answer_scores],
+            "answer_choice": answer_choice,
+        }
+
+
+def _with_answers(turns: list[dict], alternatives: list[list[str]], choice: list[int]):
+    """The conversation with each turn's chosen candidate as its answer."""
+    if not alternatives:
+        return turns
+    out, gpt_turn = [], 0
+    for turn in turns:
+        if turn["from"] == GPT:
+            options = alternatives[gpt_turn] if gpt_turn < len(alternatives) else []
+            if options:
+                turn = {**turn, "value": options[choice[gpt_turn]]}
+            gpt_turn += 1
+        out.append(turn)
+    return out
+
+
+def score_dataset(
+    dataset: datasets.Dataset, config: ScoringConfig, cache_dir: str | Path
+) -> datasets.Dataset:
+    """`dataset` with the score columns, computed shard by shard into `cache_dir`."""
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    scorer = ConversationScorer(config)
+    # Batch size and the like change how fast, not what: they stay out of the cache key.
+    key = Hasher.hash(
+        [scorer.question.fingerprint, scorer.answer.fingerprint, config.trust_remote_code]
+    )
+    features = datasets.Features({**dataset.features, **SCORE_FEATURES})
+    n_gpus = torch.cuda.device_count()
+    step = config.checkpoint_rows
+    parts = []
+    shards = range(math.ceil(len(dataset) / step))
+    for shard in tqdm(shards, desc="scoring shards", disable=len(shards) < 2):
+        rows = range(shard * step, min(len(dataset), (shard + 1) * step))
+        fingerprint = Hasher.hash([dataset._fingerprint, rows.start, rows.stop, key])
+        parts.append(
+            dataset.select(rows).map(
+                scorer,
+                batched=True,
+                batch_size=config.window,
+                with_rank=True,
+                num_proc=n_gpus if n_gpus > 1 else None,
+                features=features,
+                cache_file_name=str(cache_dir / f"scores-{fingerprint}.arrow"),
+                new_fingerprint=fingerprint,
+                desc=f"scoring rows {rows.start}-{rows.stop}",
+            )
+        )
+    if not parts:
+        return datasets.Dataset.from_dict({name: [] for name in features}, features=features)
+    return datasets.concatenate_datasets(parts)

@@ -1,0 +1,46 @@
+"""The embedded demo's reward models: tiny-vlm question and answer models trained on the
+train-split demo annotations on first use, then cached (keyed by the training and annotation
+configs, so changing either trains anew)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+from datasets.fingerprint import Hasher
+
+from align2.embedded import cache_dir
+from align2.reward.annotations import preference_pairs
+from align2.reward.demo_annotations import DemoAnnotationConfig, write_demo_annotations
+from align2.reward.train import DEMO_ANSWER_TRAINING, DEMO_QUESTION_TRAINING, train_reward_model
+
+DEMO_ANNOTATIONS = DemoAnnotationConfig(split="train", seed=0)
+
+
+def demo_reward_models(cache: Path | None = None) -> tuple[Path, Path]:
+    """(question model folder, answer model folder), trained once per config."""
+    key = Hasher.hash(
+        [asdict(DEMO_ANNOTATIONS), asdict(DEMO_QUESTION_TRAINING), asdict(DEMO_ANSWER_TRAINING)]
+    )
+    target = Path(cache or cache_dir()) / "demo-reward-models" / key
+    if (target / "answer" / "model.safetensors").is_file():
+        return target / "question", target / "answer"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".training-", dir=target.parent))
+    try:
+        questions, answers = write_demo_annotations(DEMO_ANNOTATIONS, work / "annotations")
+        images = work / "annotations" / "images"
+        provenance = {"annotations": "align2 demo annotations (easy-VQA train split, seed 0)"}
+        for kind, file, config in (
+            ("question", questions, DEMO_QUESTION_TRAINING),
+            ("answer", answers, DEMO_ANSWER_TRAINING),
+        ):
+            pairs = preference_pairs(file, image_folder=images)
+            train_reward_model(pairs, config, work / kind, provenance=provenance)
+        shutil.rmtree(work / "annotations")
+        work.rename(target)  # atomic: an interrupted run leaves no half-trained cache entry
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target / "question", target / "answer"

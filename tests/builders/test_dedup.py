@@ -1,0 +1,87 @@
+"""Dedup on hand-made rows with real image files: exact, near-text and near-image duplicates
+are found with the id they duplicate; different images or different texts are not."""
+
+import shutil
+
+import datasets
+import numpy as np
+from PIL import Image
+
+from align2.builders.dedup import DedupConfig, find_duplicates
+from align2.builders.schema import FEATURES
+
+LONG = (
+    "The picture shows a large red square in the middle of a plain white background. "
+    "There is nothing else in the scene and the square has sharp clean edges on all sides."
+)
+
+
+def _photo(seed: int) -> Image.Image:
+    """A smooth photo-like picture (perceptual hashes are built for natural images)."""
+    coarse = np.random.default_rng(seed).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    return Image.fromarray(coarse).resize((128, 128), Image.BICUBIC)
+
+
+def _row(row_id, image, answer):
+    return {
+        "id": row_id,
+        "image": image,
+        "conversations": [
+            {"from": "human", "value": "<image>\nDescribe the image."},
+            {"from": "gpt", "value": answer},
+        ],
+        "type": "detail",
+        "source": "test",
+    }
+
+
+def _dataset(tmp_path):
+    _photo(0).save(tmp_path / "photo.png")
+    shutil.copyfile(tmp_path / "photo.png", tmp_path / "photo-copy.png")
+    _photo(0).resize((100, 100)).save(tmp_path / "photo-small.jpg", quality=60)  # re-encoded
+    _photo(1).save(tmp_path / "other.png")
+    photo = str(tmp_path / "photo.png")
+    rows = [
+        _row("a", photo, LONG),
+        _row("b", str(tmp_path / "photo-copy.png"), LONG),  # same bytes, same text
+        _row("c", str(tmp_path / "photo-small.jpg"), LONG),  # near-identical image, same text
+        _row("d", photo, LONG.replace("sharp", "crisp")),  # same image, one word changed
+        _row("e", str(tmp_path / "other.png"), LONG),  # a different picture, same text
+        _row("f", photo, "A red square."),  # same image, a different answer
+    ]
+    return datasets.Dataset.from_list(rows, features=FEATURES)
+
+
+def test_duplicates_need_both_image_and_text_to_match(tmp_path):
+    result = find_duplicates(_dataset(tmp_path), DedupConfig(text_threshold=0.7))
+    assert result.reasons == [
+        None,
+        "duplicate_exact",
+        "near_duplicate_image",
+        "near_duplicate_text",
+        None,
+        None,
+    ]
+    assert result.duplicate_of == [None, "a", "a", "a", None, None]
+    assert result.n_duplicates == 3
+
+
+def test_switches_turn_each_kind_off(tmp_path):
+    ds = _dataset(tmp_path)
+    no_near = find_duplicates(ds, DedupConfig(text_threshold=None, image_distance=None))
+    assert no_near.reasons == [None, "duplicate_exact", None, None, None, None]
+
+
+def test_text_only_mode_matches_across_images(tmp_path):
+    result = find_duplicates(
+        _dataset(tmp_path), DedupConfig(text_threshold=0.7, match_images=False)
+    )
+    # Text alone decides: the same description of a blue circle now duplicates row a.
+    assert result.reasons == [
+        None,
+        "duplicate_exact",
+        "duplicate_exact",
+        "near_duplicate_text",
+        "duplicate_exact",
+        None,
+    ]

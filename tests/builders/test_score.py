@@ -1,0 +1,117 @@
+"""Scoring with datasets.map: real tiny reward models, cache hits keyed on the model, best
+candidate kept per turn, and a run killed mid-map that resumes to the uninterrupted result."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+
+from align2.builders.demo_pool import DemoPoolConfig, build_demo_pool, write_demo_pool
+from align2.builders.schema import FEATURES
+from align2.builders.score import ScoringConfig, score_dataset
+from align2.builders.sources import LlavaJsonSource, load_canonical
+from align2.builders.validate import Quarantine, ValidationConfig
+from align2.reward.backbones import load_reward_model
+from align2.reward.scoring import score_texts
+from align2.reward.templates import answer_text, question_text
+
+HERE = Path(__file__).parent
+
+
+def _load(pool):
+    images = Path(pool) / "images"
+    source = LlavaJsonSource(Path(pool) / "llava_pool.json", images)
+    return load_canonical(source, ValidationConfig(image_folder=images), Quarantine())
+
+
+def _scores(ds):
+    return {name: ds[name] for name in ("question_score", "answer_scores", "answer_score")}
+
+
+def test_scores_match_the_model_and_reruns_come_from_cache(tmp_path, small_pool, tiny_models):
+    question, answer, other = tiny_models
+    ds = _load(small_pool)
+    config = ScoringConfig(question, answer, checkpoint_rows=25)
+    first = score_dataset(ds, config, tmp_path)
+    files = sorted(tmp_path.glob("scores-*.arrow"))
+    assert len(files) == 3  # 60 rows in shards of 25
+    row = ds[7]
+    humans = [t["value"] for t in row["conversations"] if t["from"] == "human"]
+    expected_q = score_texts(load_reward_model(question), [question_text(humans)], [row["image"]])
+    assert first[7]["question_score"] == pytest.approx(float(expected_q[0]), abs=1e-5)
+    assert first[7]["answer_score"] == pytest.approx(np.mean(first[7]["answer_scores"]))
+    assert len(first[7]["answer_scores"]) == len(humans)
+
+    mtimes = [f.stat().st_mtime_ns for f in files]
+    again = score_dataset(ds, config, tmp_path)
+    assert _scores(again) == _scores(first)
+    assert [f.stat().st_mtime_ns for f in files] == mtimes  # loaded, not recomputed
+
+    # Another answer model is another cache key: new files, other scores.
+    changed = score_dataset(ds, ScoringConfig(question, other, checkpoint_rows=25), tmp_path)
+    assert len(list(tmp_path.glob("scores-*.arrow"))) == 6
+    assert changed["question_score"] == first["question_score"]
+    assert changed["answer_score"] != first["answer_score"]
+
+
+def test_best_candidate_replaces_the_answer(tmp_path, small_pool, tiny_models):
+    question, answer, _ = tiny_models
+    ds = _load(small_pool).select(range(4))
+    options = ["A red circle.", "A blue square.", "Nothing.", "It is a triangle."]
+    candidates = [[options if i == 0 else []] for i in range(4)]
+    with_candidates = ds.add_column(
+        "candidates", candidates, feature=datasets.List(datasets.List(datasets.Value("string")))
+    )
+    scored = score_dataset(with_candidates, ScoringConfig(question, answer), tmp_path)
+    row = with_candidates[0]
+    q = row["conversations"][0]["value"]
+    texts = [answer_text(q, option) for option in options]
+    expected = score_texts(load_reward_model(answer), texts, [row["image"]] * len(options))
+    best = int(np.argmax(expected))
+    assert scored[0]["answer_choice"][0] == best
+    assert scored[0]["conversations"][1]["value"] == options[best]
+    assert scored[0]["answer_scores"][0] == pytest.approx(float(expected[best]), abs=1e-5)
+    assert scored[1]["conversations"] == with_candidates[1]["conversations"]  # one answer: as is
+    assert scored[1]["answer_choice"] == [0] * len(scored[1]["answer_scores"])
+
+
+def test_empty_dataset_scores_to_an_empty_table(tmp_path, tiny_models):
+    empty = datasets.Dataset.from_dict({k: [] for k in FEATURES}, features=FEATURES)
+    scored = score_dataset(empty, ScoringConfig(*tiny_models[:2]), tmp_path)
+    assert len(scored) == 0 and "answer_score" in scored.column_names
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_models):
+    pool = tmp_path / "pool"
+    write_demo_pool(build_demo_pool(DemoPoolConfig(split="test", size=400, seed=2)), pool)
+    question, answer, _ = tiny_models
+    cache = tmp_path / "killed"
+    child = subprocess.Popen(
+        [sys.executable, str(HERE / "score_until_killed.py"), str(pool), question, answer, cache],
+        env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while len(list(cache.glob("scores-*.arrow"))) < 3 and time.monotonic() < deadline:
+        assert child.poll() is None, "the scoring run ended before it could be interrupted"
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    finished = {f: f.stat().st_mtime_ns for f in cache.glob("scores-*.arrow")}
+    assert 3 <= len(finished) < 25  # really interrupted: 400 rows are 25 shards of 16
+
+    ds = _load(pool)
+    config = ScoringConfig(question, answer, batch_size=4, window=8, checkpoint_rows=16)
+    resumed = score_dataset(ds, config, cache)
+    assert {f: f.stat().st_mtime_ns for f in finished} == finished  # reused, not redone
+    uninterrupted = score_dataset(ds, config, tmp_path / "clean")
+    assert _scores(resumed) == _scores(uninterrupted)
+    assert resumed["id"] == ds["id"]
