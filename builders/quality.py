@@ -66,3 +66,34 @@ def quality_report(
             for kind in kept_rates
         },
     }
+
+
+def answer_keeps_truth(answer: str, truth: str) -> bool:
+    """Does an answer still state the demo pool's true answer for its turn? yes/no by
+    polarity; a colour, a shape or "colour shape" by their words."""
+    from align2.rewrite.guards import colours, polarity, shapes
+
+    if truth in ("yes", "no"):
+        return polarity(answer) == truth
+    needed = colours(truth) | shapes(truth)
+    return needed <= colours(answer) | shapes(answer)
+
+
+def rewrite_truth_report(rows: list[dict], truth: dict[str, list[str]]) -> dict:
+    """Among accepted answer rewrites of clean rows, the share that keep the true answer.
+
+    `rows` carry id, conversations, rewrite_decisions; `truth` maps id -> per-turn truths
+    (the `answers` of the demo pool's facts)."""
+    checked = kept = 0
+    for row in rows:
+        answers = [t["value"] for t in row["conversations"] if t["from"] == "gpt"]
+        gpt_decisions = [
+            d
+            for d, t in zip(row["rewrite_decisions"], row["original_conversations"], strict=True)
+            if t["from"] == "gpt"
+        ]
+        for answer, decision, true in zip(answers, gpt_decisions, truth[row["id"]], strict=False):
+            if decision == "accepted":
+                checked += 1
+                kept += answer_keeps_truth(answer, true)
+    return {"accepted_answers": checked, "keep_truth": kept / checked if checked else None}

@@ -25,11 +25,12 @@ import torch
 from datasets.fingerprint import Hasher
 from tqdm.auto import tqdm
 
-from align2.builders.schema import GPT, HUMAN
+from align2.builders.schema import FEATURES, GPT, HUMAN
 from align2.reward.backbones import Backbone, load_reward_model, model_fingerprint
 from align2.reward.scoring import score_texts
 from align2.reward.templates import answer_text, question_text
 
+SCORES_FORMAT = 2  # bump when what a shard holds changes: old cache files stop matching
 SCORE_FEATURES = {
     "question_score": datasets.Value("float32"),
     "answer_scores": datasets.List(datasets.Value("float32")),
@@ -99,8 +100,8 @@ class ConversationScorer:
         }
 
     def __call__(self, batch: dict, rank: int | None = None) -> dict:
-        images = batch["image"]
         conversations = batch["conversations"]
+        images = batch["image"] if "image" in batch else [None] * len(conversations)  # text pools
         human = [[t["value"] for t in turns if t["from"] == HUMAN] for turns in conversations]
         question_scores = score_texts(
             self.question.get(rank), [question_text(q) for q in human], images, **self.options
@@ -120,20 +121,20 @@ class ConversationScorer:
         for (row, turn, choice), score in zip(owners, flat.tolist(), strict=True):
             if (row, turn) not in best or score > best[(row, turn)][0]:
                 best[(row, turn)] = (score, choice)
-        answer_scores, answer_choice, conversations = [], [], []
+        answer_scores, answer_choice, chosen = [], [], []
         for row, turns in enumerate(conversations):
             n_turns = len(human[row])
             picks = [best[(row, turn)] for turn in range(n_turns)]
             answer_scores.append([score for score, _ in picks])
             answer_choice.append([choice for _, choice in picks])
-            conversations.append(_with_answers(turns, candidates[row], answer_choice[-1]))
-        return {
-            "conversations": conversations,
+            chosen.append(_with_answers(turns, candidates[row], answer_choice[-1]))
+        scores = {
             "question_score": question_scores.tolist(),
             "answer_scores": answer_scores,
             "answer_score": [float(np.mean(s)) for s in answer_scores],
             "answer_choice": answer_choice,
         }
+        return {**scores, "conversations": chosen} if "candidates" in batch else scores
 
 
 def _with_answers(turns: list[dict], alternatives: list[list[str]], choice: list[int]):
@@ -160,9 +161,22 @@ def score_dataset(
     scorer = ConversationScorer(config)
     # Batch size and the like change how fast, not what: they stay out of the cache key.
     key = Hasher.hash(
-        [scorer.question.fingerprint, scorer.answer.fingerprint, config.trust_remote_code]
+        [
+            SCORES_FORMAT,
+            scorer.question.fingerprint,
+            scorer.answer.fingerprint,
+            config.trust_remote_code,
+        ]
     )
-    features = datasets.Features({**dataset.features, **SCORE_FEATURES})
+    # Shards hold only what scoring adds (small files: memory stays flat as pools grow);
+    # they join the rows column-wise at the end.
+    replaces_answers = "candidates" in dataset.column_names
+    features = datasets.Features(
+        {
+            **SCORE_FEATURES,
+            **({"conversations": FEATURES["conversations"]} if replaces_answers else {}),
+        }
+    )
     n_gpus = torch.cuda.device_count()
     step = config.checkpoint_rows
     parts = []
@@ -178,11 +192,20 @@ def score_dataset(
                 with_rank=True,
                 num_proc=n_gpus if n_gpus > 1 else None,
                 features=features,
+                remove_columns=dataset.column_names,
                 cache_file_name=str(cache_dir / f"scores-{fingerprint}.arrow"),
                 new_fingerprint=fingerprint,
                 desc=f"scoring rows {rows.start}-{rows.stop}",
             )
         )
+    columns = list(dataset.column_names) + list(SCORE_FEATURES)
     if not parts:
-        return datasets.Dataset.from_dict({name: [] for name in features}, features=features)
-    return datasets.concatenate_datasets(parts)
+        every = datasets.Features({**dataset.features, **SCORE_FEATURES})
+        return datasets.Dataset.from_dict({name: [] for name in every}, features=every)
+    scores = datasets.concatenate_datasets(parts)
+    rows = dataset.remove_columns("conversations") if replaces_answers else dataset
+    if rows._indices is not None:  # a selection: column-wise joins need contiguous rows
+        rows = rows.flatten_indices(
+            cache_file_name=str(cache_dir / f"rows-{key}-{rows._fingerprint}.arrow")
+        )
+    return datasets.concatenate_datasets([rows, scores], axis=1).select_columns(columns)

@@ -1,0 +1,90 @@
+"""Bar: the scoring pipeline's throughput is >= 0.90 of the raw model forward's at the same
+batch size. Raw = the same texts, already tokenised, padded into the same length-sorted
+batches, images already tensors: only `model(**inputs)` is timed. Pipeline = score_dataset
+from an empty cache (templating, tokenising, image decoding, Arrow writing included).
+Demo pool (1000 rows), demo reward models. Prints one JSON line."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scoring_rerun import demo_pool_dataset
+
+from align2.builders.schema import GPT, HUMAN
+from align2.builders.score import ScoringConfig, score_dataset
+from align2.reward.backbones import load_reward_model
+from align2.reward.demo_models import demo_reward_models
+from align2.reward.templates import answer_text, question_text
+
+TARGET, BATCH = 0.90, 64
+
+
+def model_inputs(dataset):
+    """(model kind, text, image) for every forward the pipeline makes."""
+    for row in dataset:
+        humans = [t["value"] for t in row["conversations"] if t["from"] == HUMAN]
+        answers = [t["value"] for t in row["conversations"] if t["from"] == GPT]
+        yield "question", question_text(humans), row["image"]
+        for q, a in zip(humans, answers, strict=True):
+            yield "answer", answer_text(q, a), row["image"]
+
+
+@torch.inference_mode()
+def raw_forward_seconds(backbone, texts, images) -> float:
+    tokenizer, model = backbone.tokenizer, backbone.model
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    order = np.argsort([len(x) for x in ids], kind="stable")
+    batches = []
+    for start in range(0, len(order), BATCH):
+        index = order[start : start + BATCH]
+        inputs = dict(tokenizer.pad({"input_ids": [ids[i] for i in index]}, return_tensors="pt"))
+        inputs["pixel_values"] = backbone.image_processor([images[i] for i in index])
+        batches.append(inputs)
+    start = time.perf_counter()
+    for inputs in batches:
+        model(**inputs)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    work = Path(tempfile.mkdtemp(prefix="align2-bench-throughput-"))
+    dataset = demo_pool_dataset(work)
+    question, answer = demo_reward_models()
+    inputs = list(model_inputs(dataset))
+    raw = 0.0
+    for kind, path in (("question", question), ("answer", answer)):
+        texts = [t for k, t, _ in inputs if k == kind]
+        images = [im for k, _, im in inputs if k == kind]
+        raw += raw_forward_seconds(load_reward_model(path), texts, images)
+    config = ScoringConfig(str(question), str(answer), batch_size=BATCH)
+    start = time.perf_counter()
+    score_dataset(dataset, config, work / "cache")
+    pipeline = time.perf_counter() - start
+    value = raw / pipeline  # = pipeline throughput / raw throughput (same forwards)
+    print(
+        json.dumps(
+            {
+                "name": "scoring_pipeline_vs_raw_forward",
+                "value": round(value, 3),
+                "target": f">= {TARGET}",
+                "rows": len(dataset),
+                "forwards": len(inputs),
+                "batch_size": BATCH,
+                "raw_forward_s": round(raw, 3),
+                "pipeline_s": round(pipeline, 3),
+                "raw_forwards_per_s": round(len(inputs) / raw, 1),
+                "pipeline_forwards_per_s": round(len(inputs) / pipeline, 1),
+            }
+        )
+    )
+    return 0 if value >= TARGET else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""The inner LLM: batched generation and option scoring, behind a generation cache.
+
+Prompts are generated in batches sorted by token length with left padding (the padding a
+decoder needs), greedy by default. Every result is cached under
+sha256(model fingerprint, prompt, generation config): an interrupted or repeated run never
+regenerates what it has. The cache is a SQLite file, committed after every batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from align2.embedded import SMOLLM2, smollm2_model_path, smollm2_tokenizer_path
+from align2.reward.backbones import model_fingerprint
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    max_new_tokens: int = 96
+    do_sample: bool = False  # greedy: deterministic
+    temperature: float = 0.7  # used when sampling
+    top_p: float = 0.9
+    seed: int = 0  # sampling seed (per batch, from the batch's prompts)
+    batch_size: int = 8  # speed only: not part of the cache key
+    bf16: str = "auto"  # "auto": bfloat16 on GPUs that support it; "on" / "off"
+
+    def cache_fields(self) -> dict:
+        fields = asdict(self)
+        for speed_only in ("batch_size", "bf16"):
+            fields.pop(speed_only)
+        return fields
+
+
+class LLM:
+    """A causal LM by Hub id, local folder, `.gguf` file or `smollm2` (the embedded default).
+    Loads on first use; safetensors only; remote code only when asked for."""
+
+    def __init__(self, name: str, revision: str | None = None, trust_remote_code: bool = False):
+        self.name, self.revision, self.trust_remote_code = name, revision, trust_remote_code
+        self._model = self._tokenizer = None
+        self._fingerprint: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            path = smollm2_model_path() if self.name == SMOLLM2 else self.name
+            self._fingerprint = model_fingerprint(path, self.revision)
+        return self._fingerprint
+
+    def load(self):
+        if self._model is None:
+            kwargs = {"revision": self.revision, "trust_remote_code": self.trust_remote_code}
+            if self.name == SMOLLM2:
+                model_path, tokenizer_path, kwargs = (
+                    smollm2_model_path(),
+                    smollm2_tokenizer_path(),
+                    {},
+                )
+            elif self.name.endswith(".gguf"):
+                gguf = Path(self.name)
+                model_path = tokenizer_path = gguf.parent
+                kwargs = {"gguf_file": gguf.name}
+            else:
+                model_path = tokenizer_path = self.name
+                kwargs["use_safetensors"] = True
+            tokenizer_kwargs = {k: v for k, v in kwargs.items() if k != "use_safetensors"}
+            self._tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, **tokenizer_kwargs)
+            self._tokenizer.padding_side = "left"  # decoders continue from the right end
+            if self._tokenizer.pad_token is None:
+                self._tokenizer.pad_token = self._tokenizer.eos_token
+            self._model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs).eval()
+            if torch.cuda.is_available():
+                self._model.to("cuda")
+        return self._model, self._tokenizer
+
+    def chat(self, system: str, user: str) -> str:
+        """A prompt string in the model's own chat template."""
+        _, tokenizer = self.load()
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+class GenerationCache:
+    """Generated texts keyed by (model fingerprint, prompt, generation config)."""
+
+    def __init__(self, path: str | Path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(path))
+        self.db.execute("CREATE TABLE IF NOT EXISTS generations (key TEXT PRIMARY KEY, text TEXT)")
+
+    @staticmethod
+    def key(fingerprint: str, prompt: str, config: GenerationConfig) -> str:
+        payload = json.dumps([fingerprint, prompt, config.cache_fields()], sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def get(self, keys: list[str]) -> dict[str, str]:
+        found = {}
+        for start in range(0, len(keys), 500):  # SQLite's bound-parameter limit
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT key, text FROM generations WHERE key IN ({marks})"
+            found.update(self.db.execute(query, chunk).fetchall())
+        return found
+
+    def put(self, items: dict[str, str]) -> None:
+        self.db.executemany("INSERT OR REPLACE INTO generations VALUES (?, ?)", items.items())
+        self.db.commit()
+
+
+def _use_bf16(setting: str) -> bool:
+    if setting == "auto":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return setting == "on"
+
+
+@torch.inference_mode()
+def generate_batch(llm: LLM, prompts: list[str], config: GenerationConfig) -> list[str]:
+    """One `generate` call over a batch of prompt strings; returns the new text of each."""
+    model, tokenizer = llm.load()
+    inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    inputs = inputs.to(model.device)
+    if config.do_sample:  # a seed from the prompts: a rerun of this batch samples the same
+        digest = hashlib.sha256("\n".join(prompts).encode()).digest()
+        torch.manual_seed(config.seed + int.from_bytes(digest[:4], "little"))
+    sampling = (
+        {"do_sample": True, "temperature": config.temperature, "top_p": config.top_p}
+        if config.do_sample
+        else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    )
+    with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=_use_bf16(config.bf16)):
+        output = model.generate(
+            **inputs,
+            max_new_tokens=config.max_new_tokens,
+            pad_token_id=tokenizer.pad_token_id,
+            **sampling,
+        )
+    new_tokens = output[:, inputs["input_ids"].shape[1] :]
+    return [t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+
+
+def generate(
+    llm: LLM, prompts: list[str], config: GenerationConfig, cache: GenerationCache | None
+) -> list[str]:
+    """Texts for `prompts` (in order): cached ones read, the rest generated in length-sorted
+    batches and cached batch by batch."""
+    keys = [GenerationCache.key(llm.fingerprint, p, config) for p in prompts]
+    done = cache.get(sorted(set(keys))) if cache is not None else {}
+    todo = sorted({k: p for k, p in zip(keys, prompts, strict=True) if k not in done}.items())
+    if todo:
+        _, tokenizer = llm.load()
+        lengths = [len(ids) for ids in tokenizer([p for _, p in todo])["input_ids"]]
+        todo = [todo[i] for i in np.argsort(lengths, kind="stable")]
+        batches = range(0, len(todo), config.batch_size)
+        for start in tqdm(batches, desc="generating", unit=" batches"):
+            batch = todo[start : start + config.batch_size]
+            texts = generate_batch(llm, [p for _, p in batch], config)
+            new = dict(zip([k for k, _ in batch], texts, strict=True))
+            if cache is not None:
+                cache.put(new)
+            done.update(new)
+    return [done[k] for k in keys]
+
+
+@torch.inference_mode()
+def option_probabilities(
+    llm: LLM, prompts: list[str], options: tuple[str, str], batch_size: int = 8
+) -> np.ndarray:
+    """P(first answer token = each option label) per prompt, renormalised over the options:
+    one forward pass per prompt, no sampling. Shape (len(prompts), len(options))."""
+    model, tokenizer = llm.load()
+    option_ids = [tokenizer(o, add_special_tokens=False)["input_ids"][0] for o in options]
+    probabilities = np.empty((len(prompts), len(options)), dtype=np.float64)
+    for start in range(0, len(prompts), batch_size):
+        batch = prompts[start : start + batch_size]
+        inputs = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False)
+        logits = model(**inputs.to(model.device)).logits[:, -1, :].float()  # left padded
+        chosen = torch.log_softmax(logits, dim=-1)[:, option_ids]
+        probabilities[start : start + len(batch)] = torch.softmax(chosen, dim=-1).cpu().numpy()
+    return probabilities

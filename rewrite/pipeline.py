@@ -1,0 +1,45 @@
+"""`align2 rewrite` as a library call: read kept rows, rewrite, write them back with the
+audit columns and a report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import datasets
+
+from align2.builders.output import CURATED_FILE, write_json, write_parquet
+from align2.errors import Align2Error
+from align2.rewrite.rewriter import RewriteConfig, rewrite_dataset, rewrite_report
+
+REPORT_FILE, CACHE_FILE = "rewrite_report.json", "generation_cache.sqlite"
+
+
+def read_rows(source: str | Path) -> datasets.Dataset:
+    """Rows from a curation output folder, a Parquet file, a `save_to_disk` folder or a
+    Hub dataset id (its train split)."""
+    path = Path(source)
+    if path.is_dir() and (path / CURATED_FILE).is_file():
+        return datasets.load_dataset("parquet", data_files=str(path / CURATED_FILE), split="train")
+    if path.is_file() and path.suffix == ".parquet":
+        return datasets.load_dataset("parquet", data_files=str(path), split="train")
+    if path.is_dir() and (path / "dataset_info.json").is_file():
+        return datasets.load_from_disk(str(path))
+    if path.exists():
+        raise Align2Error(
+            f"cannot read rows from {path}: pass a curation output folder (with "
+            f"{CURATED_FILE}), a .parquet file, a save_to_disk folder or a Hub dataset id"
+        )
+    return datasets.load_dataset(str(source), split="train")
+
+
+def run_rewrite(source: str | Path, config: RewriteConfig, out: Path) -> dict:
+    rows = read_rows(source)
+    missing = {"id", "conversations"} - set(rows.column_names)
+    if missing:
+        raise Align2Error(f"{source} has no {', '.join(sorted(missing))} column(s)")
+    out = Path(out)
+    rewritten = rewrite_dataset(rows, config, out / CACHE_FILE)
+    report = rewrite_report(rewritten["rewrite_decisions"])
+    write_parquet(rewritten, out / CURATED_FILE)
+    write_json(report, out / REPORT_FILE)
+    return report

@@ -1,0 +1,105 @@
+"""The rewriter on the real path: a tiny random causal LM built from a config (fast) and, in
+one small test, the embedded SmolLM2 on a handful of demo samples."""
+
+import datasets
+import pytest
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from align2.builders.demo_pool import DemoPoolConfig, build_demo_pool
+from align2.builders.quality import rewrite_truth_report
+from align2.builders.schema import FEATURES
+from align2.embedded import smollm2_tokenizer_path
+from align2.rewrite import generation
+from align2.rewrite.generation import GenerationCache, GenerationConfig
+from align2.rewrite.rewriter import RewriteConfig, rewrite_dataset, rewrite_report
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-lm")
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_tokenizer_path())
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=1024,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def _pool(n: int, seed: int = 4) -> datasets.Dataset:
+    rows = build_demo_pool(DemoPoolConfig(split="test", size=n, seed=seed, defect_rate=0.0))
+    return datasets.Dataset.from_list(
+        [{**{k: r[k] for k in FEATURES if k != "source"}, "source": "demo"} for r in rows],
+        features=FEATURES,
+    )
+
+
+def test_every_turn_gets_a_decision_and_originals_are_kept(tmp_path, tiny_lm):
+    ds = _pool(6)
+    config = RewriteConfig(model=tiny_lm, generation=GenerationConfig(max_new_tokens=12))
+    out = rewrite_dataset(ds, config, tmp_path / "cache.sqlite")
+    assert out["original_conversations"] == ds["conversations"]
+    for row in out:
+        assert len(row["rewrite_decisions"]) == len(row["conversations"])  # questions too
+        kept_original = all(d != "accepted" for d in row["rewrite_decisions"])
+        assert kept_original == (row["conversations"] == row["original_conversations"])
+        assert row["rewritten"] == (not kept_original)
+        assert row["conversations"][0]["value"].count("<image>") == 1
+    report = rewrite_report(out["rewrite_decisions"])
+    shares = report["rewritten"] + report["reviewed_out"] + report["guarded_out"]
+    assert shares + report["unchanged"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_a_rerun_reads_the_cache_and_generates_nothing(tmp_path, tiny_lm, monkeypatch):
+    ds = _pool(4)
+    config = RewriteConfig(model=tiny_lm, generation=GenerationConfig(max_new_tokens=8))
+    first = rewrite_dataset(ds, config, tmp_path / "cache.sqlite")
+    cached = (
+        GenerationCache(tmp_path / "cache.sqlite")
+        .db.execute("SELECT COUNT(*) FROM generations")
+        .fetchone()[0]
+    )
+    assert cached == sum(len(c) for c in ds["conversations"])
+
+    def must_not_generate(*args, **kwargs):
+        raise AssertionError("a cached prompt was generated again")
+
+    monkeypatch.setattr(generation, "generate_batch", must_not_generate)
+    again = rewrite_dataset(ds, config, tmp_path / "cache.sqlite")
+    assert again["conversations"] == first["conversations"]
+    assert again["rewrite_decisions"] == first["rewrite_decisions"]
+    # Another generation config is another key: it would generate.
+    other = RewriteConfig(model=tiny_lm, generation=GenerationConfig(max_new_tokens=9))
+    with pytest.raises(AssertionError, match="generated again"):
+        rewrite_dataset(ds, other, tmp_path / "cache.sqlite")
+
+
+@pytest.mark.slow
+def test_smollm2_rewrites_keep_the_true_answers(tmp_path):
+    rows = build_demo_pool(DemoPoolConfig(split="test", size=4, seed=9, defect_rate=0.0))
+    ds = datasets.Dataset.from_list(
+        [{**{k: r[k] for k in FEATURES if k != "source"}, "source": "demo"} for r in rows],
+        features=FEATURES,
+    )
+    config = RewriteConfig(generation=GenerationConfig(max_new_tokens=48))
+    out = rewrite_dataset(ds, config, tmp_path / "cache.sqlite")
+    report = rewrite_report(out["rewrite_decisions"])
+    assert report["turns"] == sum(len(c) for c in ds["conversations"])
+    truth = {r["id"]: r["facts"]["answers"] for r in rows}
+    checked = rewrite_truth_report(list(out), truth)
+    assert checked["keep_truth"] in (None, 1.0), checked
+    for row in out:
+        for turn, original, decision in zip(
+            row["conversations"],
+            row["original_conversations"],
+            row["rewrite_decisions"],
+            strict=True,
+        ):
+            assert (turn == original) == (decision != "accepted")
