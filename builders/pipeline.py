@@ -25,6 +25,7 @@ class CurationRun:
     curation: Curation
     quality: dict | None
     paths: dict
+    models: tuple[str, str]  # (question, answer) reward models used
 
     @property
     def ledger(self):
@@ -76,4 +77,4 @@ def run_curation(
         kept = np.asarray(scored["decision"]) == KEPT_DECISION
         quality = quality_report(scored["id"], kept, read_truth(truth))
     paths = write_curation(curation, out, quality)
-    return CurationRun(curation, quality, paths)
+    return CurationRun(curation, quality, paths, (question_model, answer_model))

@@ -1,0 +1,60 @@
+"""`align2 build RECIPE`: run a recipe end to end and publish a versioned release;
+`align2 checkout NAME vX.Y.Z`: a working copy of an older release."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+WORK_DIR = Path("build") / "align2-work"
+
+
+def build_command(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
+    target: Annotated[
+        str | None, typer.Option(help="local:DIR (default: the recipe's target) or hub:ORG/NAME")
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option(help="Release version X.Y.Z (default: bump the latest patch).")
+    ] = None,
+) -> None:
+    """Curate, rewrite and publish as the recipe says."""
+    from align2.builders.recipe import load_recipe
+    from align2.builders.release import build_release, parse_target, recipe_yaml
+
+    spec = load_recipe(recipe)
+    hub_root = parse_target(target or spec.target, Path.cwd())
+    command = shlex.join(["align2", "build", *sys.argv[2:]])
+    result = build_release(
+        spec,
+        recipe_yaml(spec),
+        hub_root=hub_root,
+        work_root=WORK_DIR,
+        version=version,
+        command=command,
+    )
+    typer.echo(result.message)
+    typer.echo(
+        "load it with:\n"
+        f'  datasets.load_dataset("{result.repo}", split="train")\n'
+        f"  (an older version: align2 checkout {spec.name} vX.Y.Z --hub {hub_root})"
+    )
+
+
+def checkout_command(
+    name: Annotated[str, typer.Argument(help="Dataset name in the local hub.")],
+    version: Annotated[str, typer.Argument(help="Version tag, e.g. v0.1.0.")],
+    hub: Annotated[Path, typer.Option(help="Local hub folder.")] = Path("hub"),
+    out: Annotated[
+        Path | None, typer.Option(help="Where to put it (default NAME-VERSION).")
+    ] = None,
+) -> None:
+    """A working copy of an older release, loadable with datasets.load_dataset(folder)."""
+    from align2.builders.targets import LocalHub
+
+    folder = LocalHub(hub).checkout(name, version, out or Path(f"{name}-{version}"))
+    typer.echo(f"{name} {version} is in {folder}")

@@ -1,0 +1,151 @@
+"""Recipes: one YAML file names the whole curation. Pydantic models with `extra="forbid"`, so
+a misspelt key fails before any work, naming the field and what is allowed. Trust flags
+(`trust_remote_code`) are not fields: a file cannot switch them on.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from align2.errors import Align2Error
+
+SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DemoPoolSource(_Strict):
+    """The embedded easy-VQA pool, built on the fly (ground truth included)."""
+
+    split: Literal["train", "test"] = "test"
+    size: int | None = None
+    defect_rate: float = Field(0.3, ge=0, le=1)
+    seed: int = 0
+
+
+class LlavaSource(_Strict):
+    llava_json: Path
+    image_folder: Path
+    truth: Path | None = None  # ground truth for the quality report, when there is one
+
+
+class Source(_Strict):
+    demo_pool: DemoPoolSource | None = None
+    llava: LlavaSource | None = None
+    license: str = "other"  # carried into the card; the demo pool is easy-VQA's (MIT)
+    name: str | None = None  # Hub-style id shown in the card's source_datasets
+
+    @field_validator("llava")
+    @classmethod
+    def _one_source(cls, llava, info):
+        if (llava is None) == (info.data.get("demo_pool") is None):
+            raise ValueError("give exactly one of `demo_pool` or `llava`")
+        return llava
+
+
+class Validation(_Strict):
+    max_image_pixels: int = 4096 * 4096
+
+
+class Dedup(_Strict):
+    text_threshold: float | None = Field(0.9, gt=0, le=1)
+    image_distance: int | None = Field(4, ge=0, le=32)
+    match_images: bool = True
+
+
+class Reward(_Strict):
+    question_model: str = "demo"  # "demo": tiny-vlm trained on the demo annotations (cached)
+    answer_model: str = "demo"
+    question_revision: str | None = None
+    answer_revision: str | None = None
+    batch_size: int = Field(64, ge=1)
+
+
+class Selection(_Strict):
+    policy: Literal["align2", "budget", "threshold", "top-k", "random"] = "align2"
+    question_ratio: float | None = Field(None, gt=0, le=1)
+    answer_ratio: float | None = Field(None, gt=0, le=1)
+    budget: int | None = Field(None, ge=0)
+    ratio: float | None = Field(None, gt=0, le=1)
+    min_score: float | None = None
+    k: int | None = Field(None, ge=0)
+    seed: int | None = None
+
+
+class Rewrite(_Strict):
+    model: str = "smollm2"
+    revision: str | None = None
+    max_new_tokens: int = Field(64, ge=1)
+    batch_size: int = Field(8, ge=1)
+    questions: bool = True
+    review: bool = True
+    seed: int = 0
+
+
+class Output(_Strict):
+    formats: tuple[Literal["llava_json", "messages"], ...] = ()  # extra exports
+
+
+class Recipe(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    pretty_name: str | None = None
+    description: str = ""
+    source: Source
+    validation: Validation = Validation()
+    dedup: Dedup | None = Dedup()
+    reward: Reward = Reward()
+    selection: Selection = Selection()
+    rewrite: Rewrite | None = None
+    output: Output = Output()
+    target: str = Field("local:hub", pattern=r"^(local:.+|hub:[^/\s]+/[^/\s]+)$")
+    version: str | None = Field(None, pattern=SEMVER.pattern)  # None: bump the latest patch
+
+
+def _field(error: dict) -> str:
+    return ".".join(str(part) for part in error["loc"]) or "(recipe)"
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Parse and validate a recipe file; errors name the field, the value and what is allowed."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise Align2Error(f"recipe {path} does not exist") from None
+    except yaml.YAMLError as err:
+        raise Align2Error(f"recipe {path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise Align2Error(f"recipe {path} must be a mapping of fields, got {type(data).__name__}")
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            value = e.get("input")
+            shown = "" if isinstance(value, dict) else f" (got {value!r})"
+            lines.append(f"  {_field(e)}: {e['msg']}{shown}")
+        raise Align2Error(f"recipe {path} is invalid:\n" + "\n".join(lines)) from None
+    return recipe.model_copy(update={"source": _resolve(recipe.source, path.parent)})
+
+
+def _resolve(source: Source, base: Path) -> Source:
+    """Relative paths in a recipe are relative to the recipe file."""
+    if source.llava is None:
+        return source
+    llava = source.llava
+    paths = {
+        name: (base / value if value is not None and not Path(value).is_absolute() else value)
+        for name, value in (
+            ("llava_json", llava.llava_json),
+            ("image_folder", llava.image_folder),
+            ("truth", llava.truth),
+        )
+    }
+    return source.model_copy(update={"llava": llava.model_copy(update=paths)})

@@ -1,0 +1,207 @@
+"""`align2 build RECIPE`: run a recipe end to end and publish a versioned release.
+
+Everything is rendered into a temporary folder first (data, card, plots, recipe, ledger);
+only a complete release is committed. The content hash covers the data files, so the same
+recipe and inputs give the same hash, and a rebuild that changes nothing publishes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import yaml
+
+from align2.builders.curate import KEPT_DECISION
+from align2.builders.demo_pool import DemoPoolConfig, build_demo_pool, write_demo_pool
+from align2.builders.output import CURATED_FILE, SCORED_FILE, write_json, write_parquet
+from align2.builders.pipeline import run_curation
+from align2.builders.recipe import Recipe
+from align2.builders.select import make_policy
+from align2.builders.targets import LocalHub, bump_patch
+from align2.cards.dataset_card import CardInputs, plot_scores, render_dataset_card
+from align2.errors import Align2Error
+
+FIRST_VERSION = "0.1.0"
+DEMO_SOURCE = "easy-vqa (PyPI), align2 demo pool"
+
+
+@dataclass(frozen=True)
+class ReleaseResult:
+    repo: Path | None  # None when nothing was published
+    version: str
+    content_hash: str
+    published: bool
+    message: str
+
+
+def content_hash(folder: Path) -> str:
+    """sha256 over the data files (path and bytes), in path order."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*.parquet") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _source_files(recipe: Recipe, work: Path) -> tuple[Path, Path, Path | None, str]:
+    if recipe.source.demo_pool is not None:
+        demo = recipe.source.demo_pool
+        pool = work / "pool"
+        config = DemoPoolConfig(
+            split=demo.split, size=demo.size, defect_rate=demo.defect_rate, seed=demo.seed
+        )
+        write_demo_pool(build_demo_pool(config), pool)
+        return pool / "llava_pool.json", pool / "images", pool / "truth.jsonl", DEMO_SOURCE
+    llava = recipe.source.llava
+    return llava.llava_json, llava.image_folder, llava.truth, recipe.source.name or "local"
+
+
+def _rewrite(kept: datasets.Dataset, recipe: Recipe, work: Path):
+    from align2.rewrite.generation import GenerationConfig
+    from align2.rewrite.rewriter import RewriteConfig, rewrite_dataset, rewrite_report
+
+    spec = recipe.rewrite
+    config = RewriteConfig(
+        model=spec.model,
+        revision=spec.revision,
+        generation=GenerationConfig(max_new_tokens=spec.max_new_tokens, batch_size=spec.batch_size),
+        rewrite_questions=spec.questions,
+        review=spec.review,
+        seed=spec.seed,
+    )
+    rewritten = rewrite_dataset(kept, config, work / "generation_cache.sqlite")
+    return rewritten, {
+        "model": spec.model,
+        "report": rewrite_report(rewritten["rewrite_decisions"]),
+    }
+
+
+def build_release(
+    recipe: Recipe,
+    recipe_text: str,
+    *,
+    hub_root: Path,
+    work_root: Path,
+    version: str | None = None,
+    command: str = "",
+) -> ReleaseResult:
+    """Run `recipe` and publish it into the local hub at `hub_root`."""
+    work = Path(work_root) / recipe.name  # kept between builds: score and generation caches
+    work.mkdir(parents=True, exist_ok=True)
+    llava_json, image_folder, truth, source = _source_files(recipe, work)
+    reward = recipe.reward
+    run = run_curation(
+        llava_json=llava_json,
+        image_folder=image_folder,
+        out=work / "curation",
+        selection=make_policy(
+            recipe.selection.policy, **recipe.selection.model_dump(exclude={"policy"})
+        ),
+        question_model=None if reward.question_model == "demo" else reward.question_model,
+        answer_model=None if reward.answer_model == "demo" else reward.answer_model,
+        dedup=recipe.dedup is not None,
+        truth=truth,
+        batch_size=reward.batch_size,
+    )
+    kept = run.curation.kept
+    rewrite = None
+    if recipe.rewrite is not None and len(kept):
+        kept, rewrite = _rewrite(kept, recipe, work)
+    hub = LocalHub(hub_root)
+    latest = hub.latest(recipe.name)
+    with tempfile.TemporaryDirectory(prefix=".release-", dir=work) as tmp:
+        release = Path(tmp)
+        write_parquet(kept, release / CURATED_FILE)
+        scored = run.curation.scored.remove_columns("image")
+        write_parquet(scored, release / SCORED_FILE, embed_images=False)
+        digest = content_hash(release)
+        if latest is not None and latest.content_hash == digest:
+            return ReleaseResult(
+                hub.repo(recipe.name),
+                latest.version,
+                digest,
+                published=False,
+                message=f"nothing to publish: v{latest.version} has the same content hash",
+            )
+        new_version = (
+            version or recipe.version or (bump_patch(latest.version) if latest else FIRST_VERSION)
+        )
+        previous_ids = _ids_at(hub.repo(recipe.name)) if latest else None
+        write_json(run.ledger.to_dict(), release / "ledger.json")
+        if run.quality is not None:
+            write_json(run.quality, release / "quality.json")
+        if rewrite is not None:
+            write_json(rewrite["report"], release / "rewrite_report.json")
+        (release / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
+        columns = scored.select_columns(["question_score", "answer_score", "decision"])
+        plot_scores(columns.to_dict(), release / "assets" / "scores.png")
+        card = render_dataset_card(
+            CardInputs(
+                repo_id=recipe.name,
+                version=new_version,
+                content_hash=digest,
+                recipe=recipe.model_dump(mode="json"),
+                ledger=run.ledger.to_dict(),
+                kept_types=kept["type"],
+                kept_examples=list(kept.select(range(min(3, len(kept)))).remove_columns("image")),
+                dropped_examples=_dropped_examples(scored),
+                source=source,
+                question_model=str(run.models[0]),
+                answer_model=str(run.models[1]),
+                license=recipe.source.license,
+                rows=len(kept),
+                quality=run.quality,
+                rewrite=rewrite,
+                changelog=_changelog(previous_ids, kept["id"], latest),
+                command=command,
+            )
+        )
+        (release / "README.md").write_text(card, encoding="utf-8")
+        repo = hub.publish(recipe.name, release, new_version, digest)
+    return ReleaseResult(repo, new_version, digest, True, f"published v{new_version} to {repo}")
+
+
+def _dropped_examples(scored: datasets.Dataset) -> list[dict]:
+    dropped = scored.filter(lambda d: d != KEPT_DECISION, input_columns="decision")
+    return list(dropped.select(range(min(3, len(dropped)))))
+
+
+def _ids_at(repo: Path) -> set[str] | None:
+    data = repo / CURATED_FILE
+    if not data.is_file():
+        return None
+    return set(datasets.load_dataset("parquet", data_files=str(data), split="train")["id"])
+
+
+def _changelog(previous: set[str] | None, ids: list[str], latest) -> str:
+    if latest is None or previous is None:
+        return "First release."
+    added, removed = sorted(set(ids) - previous), sorted(previous - set(ids))
+    lines = [f"Against v{latest.version}: {len(added)} rows added, {len(removed)} removed."]
+    for label, group in (("added", added), ("removed", removed)):
+        if group:
+            shown = ", ".join(f"`{i}`" for i in group[:10])
+            more = f" and {len(group) - 10} more" if len(group) > 10 else ""
+            lines.append(f"- {label}: {shown}{more}")
+    return "\n".join(lines)
+
+
+def parse_target(target: str, project_root: Path) -> Path:
+    """`local:DIR` -> the hub folder (relative to the project)."""
+    if target.startswith("local:"):
+        folder = Path(target.removeprefix("local:"))
+        return folder if folder.is_absolute() else project_root / folder
+    if target.startswith("hub:"):
+        raise Align2Error(
+            "publishing to the Hugging Face Hub (hub:ORG/NAME) is not implemented yet; "
+            "use a local:DIR target"
+        )
+    raise Align2Error(f"target {target!r}: expected local:DIR or hub:ORG/NAME")
+
+
+def recipe_yaml(recipe: Recipe) -> str:
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)

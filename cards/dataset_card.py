@@ -1,0 +1,167 @@
+"""The dataset card: a Jinja template (templates/dataset_card.md.j2) rendered with
+`huggingface_hub.DatasetCard`, validated before anything is written. Text that comes from
+data is escaped, so it can break neither the YAML header nor the page's HTML."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from huggingface_hub import DatasetCard, DatasetCardData
+from markupsafe import escape
+
+from align2 import __version__
+
+TEMPLATE = Path(__file__).parent / "templates" / "dataset_card.md.j2"
+EXAMPLES = 3
+
+
+@dataclass
+class CardInputs:
+    repo_id: str
+    version: str
+    content_hash: str
+    recipe: dict  # the validated recipe, as plain data
+    ledger: dict
+    kept_types: list[str]
+    kept_examples: list[dict]  # id, conversations
+    dropped_examples: list[dict]  # id, reason, conversations
+    source: str
+    question_model: str
+    answer_model: str
+    license: str
+    rows: int
+    quality: dict | None = None
+    rewrite: dict | None = None  # model, report
+    changelog: str = "First release."
+    command: str = ""
+    extra_tags: list[str] = field(default_factory=list)
+
+
+def safe(text: str, limit: int = 200) -> str:
+    """Data text for a Markdown line: one line, bounded, HTML-escaped, table-safe."""
+    one_line = " ".join(str(text).split())
+    if len(one_line) > limit:
+        one_line = one_line[: limit - 1] + "…"
+    return str(escape(one_line)).replace("|", "&#124;").replace("`", "&#96;")
+
+
+def size_category(n: int) -> str:
+    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K")]
+    bounds += [(1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")]
+    return next((label for bound, label in bounds if n < bound), "n>10M")
+
+
+def _example(row: dict) -> dict:
+    turns = row["conversations"][:2]
+    text = " / ".join(f"{t['from']}: {t['value']}" for t in turns)
+    return {"id": safe(row["id"], 80), "text": safe(text), "reason": safe(row.get("reason") or "")}
+
+
+def _recipe_rows(recipe: dict) -> list[tuple[str, str]]:
+    rows = []
+    for stage in ("source", "validation", "dedup", "reward", "selection", "rewrite", "output"):
+        value = recipe.get(stage)
+        if isinstance(value, dict):
+            flat = ", ".join(f"{k}={v}" for k, v in value.items() if v is not None)
+        else:
+            flat = "off" if value is None else str(value)
+        rows.append((stage, safe(flat, 300)))
+    return rows
+
+
+def render_dataset_card(inputs: CardInputs) -> str:
+    """The card's text; raises ValueError when it does not parse back as a valid card."""
+    data = DatasetCardData(
+        license=inputs.license,
+        language=["en"],
+        task_categories=["visual-question-answering", "image-text-to-text"],
+        size_categories=[size_category(inputs.rows)],
+        source_datasets=[inputs.source],
+        pretty_name=inputs.recipe.get("pretty_name") or inputs.recipe["name"],
+        tags=["align2", "instruction-tuning", "multimodal", "data-curation", *inputs.extra_tags],
+        configs=[
+            {
+                "config_name": "default",
+                "data_files": [{"split": "train", "path": "data/*.parquet"}],
+            },
+            {
+                "config_name": "scored",
+                "data_files": [{"split": "train", "path": "scored/*.parquet"}],
+            },
+        ],
+    )
+    ledger = inputs.ledger
+    ledger_rows = [("input rows", ledger["total"]), ("kept", ledger["kept"])]
+    ledger_rows += [(f"dropped: {r}", n) for r, n in ledger["dropped"].items()]
+    ledger_rows += [(f"quarantined: {r}", n) for r, n in ledger["quarantined"].items()]
+    card = DatasetCard.from_template(
+        data,
+        template_path=str(TEMPLATE),
+        title=safe(inputs.recipe.get("pretty_name") or inputs.recipe["name"], 100),
+        description=safe(inputs.recipe.get("description") or "", 2000),
+        align2_version=__version__,
+        version=inputs.version,
+        tag=f"v{inputs.version}",
+        content_hash=inputs.content_hash,
+        repo_id=safe(inputs.repo_id, 120),
+        recipe_rows=_recipe_rows(inputs.recipe),
+        source=safe(inputs.source, 200),
+        question_model=safe(inputs.question_model, 200),
+        answer_model=safe(inputs.answer_model, 200),
+        ledger_rows=ledger_rows,
+        kept_per_type=sorted(Counter(inputs.kept_types).items()),
+        quality=inputs.quality,
+        rewrite=inputs.rewrite,
+        kept_examples=[_example(r) for r in inputs.kept_examples[:EXAMPLES]],
+        dropped_examples=[_example(r) for r in inputs.dropped_examples[:EXAMPLES]],
+        changelog=inputs.changelog,
+        command=inputs.command,
+    )
+    validate_card(str(card))
+    return str(card)
+
+
+def validate_card(text: str) -> None:
+    """Offline checks of what the Hub validates: the YAML header parses as dataset card data
+    with the fields the Hub reads, and every config points at data files."""
+    card = DatasetCard(text, ignore_metadata_errors=False)
+    data = card.data.to_dict()
+    for required in ("license", "configs", "pretty_name", "task_categories", "size_categories"):
+        if not data.get(required):
+            raise ValueError(f"dataset card metadata is missing `{required}`")
+    for config in data["configs"]:
+        if not config.get("config_name") or not config.get("data_files"):
+            raise ValueError(f"dataset card config {config!r} needs config_name and data_files")
+
+
+def plot_scores(scored_rows: dict, path: Path) -> Path:
+    """Histograms of question and answer scores, kept rows against all, the cut marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on servers and CI
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, column in zip(axes, ("question_score", "answer_score"), strict=True):
+        values = [v for v in scored_rows[column] if v is not None and not math.isnan(v)]
+        kept = [
+            v
+            for v, d in zip(scored_rows[column], scored_rows["decision"], strict=True)
+            if d == "kept" and v is not None
+        ]
+        bins = 30
+        ax.hist(values, bins=bins, color="#c8c8c8", label="all scored")
+        ax.hist(kept, bins=bins, range=(min(values), max(values)), color="#2a7ab0", label="kept")
+        if kept:
+            ax.axvline(min(kept), color="#b0302a", linestyle="--", label="lowest kept")
+        ax.set_title(column.replace("_", " "))
+        ax.legend(fontsize=7)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Fixed metadata: the same scores give the same PNG bytes.
+    figure.savefig(path, dpi=80, metadata={"Software": None})
+    plt.close(figure)
+    return path
