@@ -1,7 +1,9 @@
 """Bars: batched + length-sorted rewriting (rewrite.generation.generate) is >= 4x faster than
 a per-sample `generate` loop on the same 64 prompts, and >= 0.9x the throughput of raw
 batched `model.generate` on the same batches (pre-tokenised, no cache, no bookkeeping).
-Model: the embedded SmolLM2-135M-Instruct, greedy. Prints one JSON line."""
+Model: the embedded SmolLM2-135M-Instruct, greedy, fp32. All three use the rewriter's
+per-prompt token budgets (the most a rewrite may have and still pass the length guard).
+Prints one JSON line."""
 
 from __future__ import annotations
 
@@ -14,17 +16,20 @@ import torch
 
 from align2.builders.demo_pool import DemoPoolConfig, build_demo_pool
 from align2.rewrite.generation import LLM, GenerationConfig, generate, generate_batch
-from align2.rewrite.rewriter import _turns, render
+from align2.rewrite.guards import GuardConfig
+from align2.rewrite.rewriter import _turns, render, token_budget
 
 PROMPTS, TARGET_SPEEDUP, TARGET_VS_RAW = 64, 4.0, 0.9
-CONFIG = GenerationConfig(max_new_tokens=48, batch_size=16)
+CONFIG = GenerationConfig(max_new_tokens=48, batch_size=32)
 
 
-def rewrite_prompts(llm: LLM) -> list[str]:
+def rewrite_prompts(llm: LLM) -> tuple[list[str], list[int]]:
+    """The rewriter's prompts for 64 demo turns, and their token budgets."""
     rows = build_demo_pool(DemoPoolConfig(split="test", size=40, seed=0, defect_rate=0.0))
     turns = _turns([r["conversations"] for r in rows], questions=True)[:PROMPTS]
     system = render("system.j2")
-    return [
+    budgets = [min(CONFIG.max_new_tokens, token_budget(t.text, GuardConfig())) for t in turns]
+    prompts = [
         llm.chat(
             system,
             render("rewrite_answer.j2", question=t.question, answer=t.text)
@@ -33,22 +38,25 @@ def rewrite_prompts(llm: LLM) -> list[str]:
         )
         for t in turns
     ]
+    return prompts, budgets
 
 
 @torch.inference_mode()
-def raw_batched_seconds(llm: LLM, prompts: list[str]) -> float:
+def raw_batched_seconds(llm: LLM, prompts: list[str], budgets: list[int]) -> float:
+    """The same batches as `generate` makes (sorted by budget, then prompt length)."""
     model, tokenizer = llm.load()
     lengths = [len(x) for x in tokenizer(prompts)["input_ids"]]
-    ordered = [prompts[i] for i in np.argsort(lengths, kind="stable")]
-    batches = [
-        tokenizer(ordered[i : i + CONFIG.batch_size], return_tensors="pt", padding=True)
-        for i in range(0, len(ordered), CONFIG.batch_size)
-    ]
+    order = np.lexsort((lengths, budgets))
+    batches = []
+    for i in range(0, len(order), CONFIG.batch_size):
+        index = order[i : i + CONFIG.batch_size]
+        inputs = tokenizer([prompts[j] for j in index], return_tensors="pt", padding=True)
+        batches.append((inputs, max(budgets[j] for j in index)))
     start = time.perf_counter()
-    for inputs in batches:
+    for inputs, budget in batches:
         model.generate(
             **inputs,
-            max_new_tokens=CONFIG.max_new_tokens,
+            max_new_tokens=budget,
             do_sample=False,
             temperature=None,
             top_p=None,
@@ -60,16 +68,16 @@ def raw_batched_seconds(llm: LLM, prompts: list[str]) -> float:
 
 def main() -> int:
     llm = LLM("smollm2")
-    prompts = rewrite_prompts(llm)
+    prompts, budgets = rewrite_prompts(llm)
     generate_batch(llm, prompts[:2], GenerationConfig(max_new_tokens=4))  # warm-up
     start = time.perf_counter()
-    for prompt in prompts:
-        generate_batch(llm, [prompt], CONFIG)
+    for prompt, budget in zip(prompts, budgets, strict=True):  # same budgets, one at a time
+        generate_batch(llm, [prompt], CONFIG, [budget])
     per_sample = time.perf_counter() - start
     start = time.perf_counter()
-    generate(llm, prompts, CONFIG, cache=None)
+    generate(llm, prompts, CONFIG, cache=None, budgets=budgets)
     ours = time.perf_counter() - start
-    raw = raw_batched_seconds(llm, prompts)
+    raw = raw_batched_seconds(llm, prompts, budgets)
     speedup, vs_raw = per_sample / ours, raw / ours
     print(
         json.dumps(

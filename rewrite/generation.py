@@ -123,8 +123,15 @@ def _use_bf16(setting: str) -> bool:
 
 
 @torch.inference_mode()
-def generate_batch(llm: LLM, prompts: list[str], config: GenerationConfig) -> list[str]:
-    """One `generate` call over a batch of prompt strings; returns the new text of each."""
+def generate_batch(
+    llm: LLM, prompts: list[str], config: GenerationConfig, budgets: list[int] | None = None
+) -> list[str]:
+    """One `generate` call over a batch of prompt strings; returns the new text of each.
+
+    `budgets` caps each prompt's new tokens (default: config.max_new_tokens). The batch runs
+    to its largest budget and each output is cut at its own, so a prompt's text does not
+    depend on which prompts shared its batch."""
+    budgets = budgets or [config.max_new_tokens] * len(prompts)
     model, tokenizer = llm.load()
     inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     inputs = inputs.to(model.device)
@@ -139,30 +146,44 @@ def generate_batch(llm: LLM, prompts: list[str], config: GenerationConfig) -> li
     with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=_use_bf16(config.bf16)):
         output = model.generate(
             **inputs,
-            max_new_tokens=config.max_new_tokens,
+            max_new_tokens=max(budgets),
             pad_token_id=tokenizer.pad_token_id,
             **sampling,
         )
     new_tokens = output[:, inputs["input_ids"].shape[1] :]
-    return [t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+    cut = [row[:budget] for row, budget in zip(new_tokens, budgets, strict=True)]
+    return [t.strip() for t in tokenizer.batch_decode(cut, skip_special_tokens=True)]
 
 
 def generate(
-    llm: LLM, prompts: list[str], config: GenerationConfig, cache: GenerationCache | None
+    llm: LLM,
+    prompts: list[str],
+    config: GenerationConfig,
+    cache: GenerationCache | None,
+    budgets: list[int] | None = None,
 ) -> list[str]:
-    """Texts for `prompts` (in order): cached ones read, the rest generated in length-sorted
-    batches and cached batch by batch."""
-    keys = [GenerationCache.key(llm.fingerprint, p, config) for p in prompts]
+    """Texts for `prompts` (in order): cached ones read, the rest generated in batches sorted
+    by (budget, prompt length) and cached batch by batch. `budgets` caps new tokens per
+    prompt (at most config.max_new_tokens): no batch runs longer than its members need."""
+    limit = config.max_new_tokens
+    budgets = [min(b, limit) for b in budgets] if budgets else [limit] * len(prompts)
+    keys = [
+        GenerationCache.key(llm.fingerprint, f"{b}\n{p}", config)
+        for p, b in zip(prompts, budgets, strict=True)
+    ]
     done = cache.get(sorted(set(keys))) if cache is not None else {}
-    todo = sorted({k: p for k, p in zip(keys, prompts, strict=True) if k not in done}.items())
+    todo = {k: (p, b) for k, p, b in zip(keys, prompts, budgets, strict=True) if k not in done}
     if todo:
         _, tokenizer = llm.load()
-        lengths = [len(ids) for ids in tokenizer([p for _, p in todo])["input_ids"]]
-        todo = [todo[i] for i in np.argsort(lengths, kind="stable")]
-        batches = range(0, len(todo), config.batch_size)
+        items = sorted(todo.items())
+        lengths = [len(ids) for ids in tokenizer([p for _, (p, _) in items])["input_ids"]]
+        order = np.lexsort((lengths, [b for _, (_, b) in items]))
+        items = [items[i] for i in order]
+        batches = range(0, len(items), config.batch_size)
         for start in tqdm(batches, desc="generating", unit=" batches"):
-            batch = todo[start : start + config.batch_size]
-            texts = generate_batch(llm, [p for _, p in batch], config)
+            batch = items[start : start + config.batch_size]
+            prompts_b, budgets_b = [p for _, (p, _) in batch], [b for _, (_, b) in batch]
+            texts = generate_batch(llm, prompts_b, config, budgets_b)
             new = dict(zip([k for k, _ in batch], texts, strict=True))
             if cache is not None:
                 cache.put(new)

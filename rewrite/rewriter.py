@@ -8,6 +8,7 @@ guard that rejected it. Rows keep `original_conversations`, so nothing is lost.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,7 +117,8 @@ def rewrite_conversations(
         )
         for t in turns
     ]
-    rewrites = [_clean(r) for r in generate(llm, prompts, config.generation, cache)]
+    budgets = [token_budget(t.text, config.guards) for t in turns]
+    rewrites = [_clean(r) for r in generate(llm, prompts, config.generation, cache, budgets)]
     decisions = [
         UNCHANGED
         if rewrite == turn.text
@@ -148,6 +150,15 @@ def rewrite_conversations(
         "review_probabilities": per_row_p,
         "rewritten": [ACCEPTED in d for d in per_row],
     }
+
+
+TOKENS_PER_WORD = 1.6  # generous for English with SmolLM2's tokenizer (~1.3 measured)
+
+
+def token_budget(text: str, guards: GuardConfig) -> int:
+    """New tokens worth generating: the length guard rejects any rewrite longer than this."""
+    words = guards.max_length_ratio * len(text.split()) + guards.length_slack_words
+    return math.ceil(TOKENS_PER_WORD * words) + 4
 
 
 def _clean(text: str) -> str:
