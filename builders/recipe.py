@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from align2.errors import Align2Error
 
@@ -42,12 +42,11 @@ class Source(_Strict):
     license: str = "other"  # carried into the card; the demo pool is easy-VQA's (MIT)
     name: str | None = None  # Hub-style id shown in the card's source_datasets
 
-    @field_validator("llava")
-    @classmethod
-    def _one_source(cls, llava, info):
-        if (llava is None) == (info.data.get("demo_pool") is None):
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.llava is None) == (self.demo_pool is None):
             raise ValueError("give exactly one of `demo_pool` or `llava`")
-        return llava
+        return self
 
 
 class Validation(_Strict):

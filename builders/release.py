@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+import pyarrow.parquet as pq
 import yaml
 
 from align2.builders.curate import KEPT_DECISION
 from align2.builders.demo_pool import DemoPoolConfig, build_demo_pool, write_demo_pool
-from align2.builders.output import CURATED_FILE, SCORED_FILE, write_json, write_parquet
+from align2.builders.output import write_json, write_parquet
 from align2.builders.pipeline import run_curation
 from align2.builders.recipe import Recipe
 from align2.builders.select import make_policy
@@ -38,13 +39,20 @@ class ReleaseResult:
     message: str
 
 
-def content_hash(folder: Path) -> str:
-    """sha256 over the data files (path and bytes), in path order."""
+def content_hash(files: dict[str, Path]) -> str:
+    """sha256 over the data files' bytes, each under its config name, in name order."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*.parquet") if p.is_file()):
-        digest.update(str(path.relative_to(folder)).encode() + b"\0")
-        digest.update(path.read_bytes())
+    for name, path in sorted(files.items()):
+        digest.update(name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
+
+
+def release_file(config: str, digest: str) -> str:
+    """A data file's path in the release. The content hash is in the name and in the card's
+    config patterns: `datasets` caches local folders by their card's configs (not by file
+    contents, huggingface/datasets#2956), so a new release must change the patterns or
+    `load_dataset(folder)` would keep serving the previous one."""
+    return f"{config}/train-{digest[:12]}-00000-of-00001.parquet"
 
 
 def _source_files(recipe: Recipe, work: Path) -> tuple[Path, Path, Path | None, str]:
@@ -114,11 +122,12 @@ def build_release(
     hub = LocalHub(hub_root)
     latest = hub.latest(recipe.name)
     with tempfile.TemporaryDirectory(prefix=".release-", dir=work) as tmp:
-        release = Path(tmp)
-        write_parquet(kept, release / CURATED_FILE)
         scored = run.curation.scored.remove_columns("image")
-        write_parquet(scored, release / SCORED_FILE, embed_images=False)
-        digest = content_hash(release)
+        files = {
+            "data": write_parquet(kept, Path(tmp) / "curated.parquet"),
+            "scored": write_parquet(scored, Path(tmp) / "scored.parquet", embed_images=False),
+        }
+        digest = content_hash(files)
         if latest is not None and latest.content_hash == digest:
             return ReleaseResult(
                 hub.repo(recipe.name),
@@ -131,6 +140,10 @@ def build_release(
             version or recipe.version or (bump_patch(latest.version) if latest else FIRST_VERSION)
         )
         previous_ids = _ids_at(hub.repo(recipe.name)) if latest else None
+        release = Path(tmp) / "release"
+        for config, path in files.items():
+            (release / config).mkdir(parents=True)
+            path.rename(release / release_file(config, digest))
         write_json(run.ledger.to_dict(), release / "ledger.json")
         if run.quality is not None:
             write_json(run.quality, release / "quality.json")
@@ -157,6 +170,7 @@ def build_release(
                 quality=run.quality,
                 rewrite=rewrite,
                 changelog=_changelog(previous_ids, kept["id"], latest),
+                data_files={c: release_file(c, digest) for c in files},
                 command=command,
             )
         )
@@ -171,10 +185,10 @@ def _dropped_examples(scored: datasets.Dataset) -> list[dict]:
 
 
 def _ids_at(repo: Path) -> set[str] | None:
-    data = repo / CURATED_FILE
-    if not data.is_file():
+    files = sorted((repo / "data").glob("*.parquet"))
+    if not files:
         return None
-    return set(datasets.load_dataset("parquet", data_files=str(data), split="train")["id"])
+    return {i for f in files for i in pq.read_table(f, columns=["id"]).column("id").to_pylist()}
 
 
 def _changelog(previous: set[str] | None, ids: list[str], latest) -> str:

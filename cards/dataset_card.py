@@ -35,6 +35,8 @@ class CardInputs:
     rows: int
     quality: dict | None = None
     rewrite: dict | None = None  # model, report
+    data_files: dict[str, str] = field(default_factory=dict)  # config -> path in the repo
+    data_files: dict[str, str] = field(default_factory=dict)  # config -> path in the repo
     changelog: str = "First release."
     command: str = ""
     extra_tags: list[str] = field(default_factory=list)
@@ -84,13 +86,10 @@ def render_dataset_card(inputs: CardInputs) -> str:
         tags=["align2", "instruction-tuning", "multimodal", "data-curation", *inputs.extra_tags],
         configs=[
             {
-                "config_name": "default",
-                "data_files": [{"split": "train", "path": "data/*.parquet"}],
-            },
-            {
-                "config_name": "scored",
-                "data_files": [{"split": "train", "path": "scored/*.parquet"}],
-            },
+                "config_name": "default" if folder == "data" else folder,
+                "data_files": [{"split": "train", "path": path}],
+            }
+            for folder, path in inputs.data_files.items()
         ],
     )
     ledger = inputs.ledger

@@ -1,0 +1,154 @@
+"""Recipes and releases on the real path: a local hub of git repositories, cards rendered and
+validated, `datasets.load_dataset` on the published folder, idempotent rebuilds, and a build
+killed mid-way that leaves the previous version untouched."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import datasets
+import pytest
+import yaml
+from huggingface_hub import DatasetCard
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from align2.builders.recipe import load_recipe
+from align2.builders.release import build_release, recipe_yaml
+from align2.builders.targets import LocalHub, git
+from align2.embedded import smollm2_tokenizer_path
+from align2.errors import Align2Error
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-lm")
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_tokenizer_path())
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def _recipe(tmp_path, tiny_models, tiny_lm, **changes) -> Path:
+    data = {
+        "name": "tiny-release",
+        "description": "Test <script>alert(1)</script> | --- release",
+        "source": {"demo_pool": {"split": "test", "size": 30, "seed": 1}, "license": "mit"},
+        "reward": {"question_model": tiny_models[0], "answer_model": tiny_models[1]},
+        "selection": {"policy": "align2", "question_ratio": 0.5, "answer_ratio": 0.5},
+        "rewrite": {"model": tiny_lm, "max_new_tokens": 6, "batch_size": 16},
+        "target": "local:hub",
+    }
+    for key, value in changes.items():
+        data[key] = value
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _build(path, tmp_path, **kwargs):
+    recipe = load_recipe(path)
+    return build_release(
+        recipe,
+        recipe_yaml(recipe),
+        hub_root=tmp_path / "hub",
+        work_root=tmp_path / "work",
+        **kwargs,
+    )
+
+
+def _files(repo: Path) -> dict:
+    return {p: p.read_bytes() for p in repo.rglob("*") if p.is_file() and ".git" not in p.parts}
+
+
+def test_bad_recipes_fail_before_any_work_naming_the_field(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("name: x\nsource: {demo_pool: {}}\nselection: {policy: best}\nbudgte: 3\n")
+    with pytest.raises(Align2Error) as err:
+        load_recipe(path)
+    message = str(err.value)
+    assert "selection.policy: Input should be 'align2', 'budget', 'threshold'" in message
+    assert "(got 'best')" in message
+    assert "budgte: Extra inputs are not permitted" in message
+    path.write_text("name: x\nsource: {}\n")
+    with pytest.raises(Align2Error, match="give exactly one of `demo_pool` or `llava`"):
+        load_recipe(path)
+
+
+def test_release_loads_validates_and_a_rebuild_publishes_nothing(tmp_path, tiny_models, tiny_lm):
+    recipe = _recipe(tmp_path, tiny_models, tiny_lm)
+    first = _build(recipe, tmp_path)
+    assert first.published and first.version == "0.1.0"
+    repo = first.repo
+    assert git("tag", "--list", cwd=repo) == "v0.1.0"
+    curated = datasets.load_dataset(str(repo), split="train")
+    assert curated[0]["image"].size == (64, 64)  # images embedded and decoded
+    scored = datasets.load_dataset(str(repo), "scored", split="train")
+    ledger = yaml.safe_load((repo / "ledger.json").read_text())
+    assert ledger["total"] == 30 == len(scored)
+    assert ledger["kept"] + sum(ledger["dropped"].values()) == 30 == ledger["total"]
+    assert len(curated) == ledger["kept"]
+    card_text = (repo / "README.md").read_text()
+    card = DatasetCard(card_text)
+    assert card.data.license == "mit"
+    assert [c["config_name"] for c in card.data.configs] == ["default", "scored"]
+    assert "<script>" not in card_text and "&lt;script&gt;" in card_text
+    assert first.content_hash in card_text and (repo / "assets" / "scores.png").is_file()
+
+    second = _build(recipe, tmp_path)
+    assert not second.published and second.content_hash == first.content_hash
+    assert "same content hash" in second.message
+    assert git("tag", "--list", cwd=repo) == "v0.1.0"
+    assert len(git("log", "--oneline", cwd=repo).splitlines()) == 1
+
+
+def test_a_new_release_bumps_the_version_and_old_ones_check_out(tmp_path, tiny_models, tiny_lm):
+    first = _build(_recipe(tmp_path, tiny_models, tiny_lm), tmp_path)
+    selection = {"policy": "align2", "question_ratio": 0.8, "answer_ratio": 0.8}
+    second = _build(_recipe(tmp_path, tiny_models, tiny_lm, selection=selection), tmp_path)
+    assert (first.version, second.version) == ("0.1.0", "0.1.1")
+    assert "rows added" in (second.repo / "README.md").read_text()
+    old = LocalHub(tmp_path / "hub").checkout("tiny-release", "v0.1.0", tmp_path / "old")
+    old_rows = datasets.load_dataset(str(old), split="train")
+    new_rows = datasets.load_dataset(str(second.repo), split="train")
+    assert len(old_rows) < len(new_rows)
+
+
+@pytest.mark.slow
+def test_a_killed_build_leaves_the_previous_version(tmp_path, tiny_models, tiny_lm):
+    first = _build(_recipe(tmp_path, tiny_models, tiny_lm), tmp_path)
+    before = git("rev-parse", "HEAD", cwd=first.repo)
+    files = _files(first.repo)
+    selection = {"policy": "random", "ratio": 0.5}
+    recipe = _recipe(tmp_path, tiny_models, tiny_lm, selection=selection)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "align2", "build", str(recipe)],
+        cwd=tmp_path,
+        env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    marker = tmp_path / "build" / "align2-work" / "tiny-release" / "curation" / "ledger.json"
+    deadline = time.monotonic() + 120
+    while not marker.exists() and time.monotonic() < deadline:
+        assert child.poll() is None, "the build ended before it could be interrupted"
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert git("rev-parse", "HEAD", cwd=first.repo) == before
+    assert git("tag", "--list", cwd=first.repo) == "v0.1.0"
+    assert _files(first.repo) == files
+    assert len(datasets.load_dataset(str(first.repo), split="train")) > 0
