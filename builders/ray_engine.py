@@ -33,13 +33,11 @@ class _RayScorer:
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pydict()
         rows["image"] = [self.features["image"].decode_example(x) for x in rows["image"]]
-        scored = self.scorer(rows)
-        out = {"id": rows["id"], **scored}
-        schema = datasets.Features(
-            {"id": self.features["id"], "conversations": self.features["conversations"]}
-            | SCORE_FEATURES
-        ).arrow_schema
-        return pa.Table.from_pydict(out, schema=schema)
+        out = {"id": rows["id"], **self.scorer(rows)}
+        features = {"id": self.features["id"], **SCORE_FEATURES}
+        if "conversations" in out:  # a chosen candidate replaced an answer
+            features["conversations"] = self.features["conversations"]
+        return pa.Table.from_pydict(out, schema=datasets.Features(features).arrow_schema)
 
 
 def score_with_ray(
@@ -78,11 +76,12 @@ def score_with_ray(
     order = [position[row_id] for row_id in dataset["id"]]  # scores keyed by id
     table = table.take(order)
     base = dataset.flatten_indices().data.table
-    base = base.set_column(
-        base.schema.get_field_index("conversations"),
-        "conversations",
-        table.column("conversations"),
-    )
+    if "conversations" in table.column_names:
+        base = base.set_column(
+            base.schema.get_field_index("conversations"),
+            "conversations",
+            table.column("conversations"),
+        )
     for name in SCORE_FEATURES:
         base = base.append_column(name, table.column(name))
     features = datasets.Features({**dataset.features, **SCORE_FEATURES})
