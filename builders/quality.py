@@ -68,6 +68,12 @@ def quality_report(
     }
 
 
+def read_truth_answers(path: str | Path) -> dict[str, list[str]]:
+    """id -> the true answer of each turn (the demo pool's `facts.answers`)."""
+    with open(path, encoding="utf-8") as f:
+        return {str(r["id"]): list(r["facts"]["answers"]) for r in map(json.loads, f) if r}
+
+
 def answer_keeps_truth(answer: str, truth: str) -> bool:
     """Does an answer still state the demo pool's true answer for its turn? yes/no by
     polarity; a colour, a shape or "colour shape" by their words."""
@@ -80,20 +86,31 @@ def answer_keeps_truth(answer: str, truth: str) -> bool:
 
 
 def rewrite_truth_report(rows: list[dict], truth: dict[str, list[str]]) -> dict:
-    """Among accepted answer rewrites of clean rows, the share that keep the true answer.
+    """Among accepted answer rewrites whose original stated the true answer, the share that
+    still do (a rewrite cannot be blamed for a defect it faithfully kept: those are counted
+    apart as `original_wrong`).
 
-    `rows` carry id, conversations, rewrite_decisions; `truth` maps id -> per-turn truths
-    (the `answers` of the demo pool's facts)."""
-    checked = kept = 0
+    `rows` carry id, conversations, original_conversations, rewrite_decisions; `truth` maps
+    id -> per-turn truths (the `answers` of the demo pool's facts)."""
+    checked = kept = original_wrong = 0
     for row in rows:
-        answers = [t["value"] for t in row["conversations"] if t["from"] == "gpt"]
-        gpt_decisions = [
-            d
-            for d, t in zip(row["rewrite_decisions"], row["original_conversations"], strict=True)
-            if t["from"] == "gpt"
-        ]
-        for answer, decision, true in zip(answers, gpt_decisions, truth[row["id"]], strict=False):
-            if decision == "accepted":
-                checked += 1
-                kept += answer_keeps_truth(answer, true)
-    return {"accepted_answers": checked, "keep_truth": kept / checked if checked else None}
+        turns = zip(
+            row["conversations"],
+            row["original_conversations"],
+            row["rewrite_decisions"],
+            strict=True,
+        )
+        answers = [(new, old, d) for new, old, d in turns if old["from"] == "gpt"]
+        for (new, old, decision), true in zip(answers, truth[row["id"]], strict=False):
+            if decision != "accepted":
+                continue
+            if not answer_keeps_truth(old["value"], true):
+                original_wrong += 1
+                continue
+            checked += 1
+            kept += answer_keeps_truth(new["value"], true)
+    return {
+        "accepted_answers": checked,
+        "keep_truth": kept / checked if checked else None,
+        "original_wrong": original_wrong,
+    }

@@ -18,8 +18,10 @@ import yaml
 
 from align2.builders.curate import KEPT_DECISION
 from align2.builders.demo_pool import DemoPoolConfig, build_demo_pool, write_demo_pool
+from align2.builders.exports import export
 from align2.builders.output import write_json, write_parquet
 from align2.builders.pipeline import run_curation
+from align2.builders.quality import read_truth_answers, rewrite_truth_report
 from align2.builders.recipe import Recipe
 from align2.builders.select import make_policy
 from align2.builders.targets import LocalHub, bump_patch
@@ -119,6 +121,8 @@ def build_release(
     rewrite = None
     if recipe.rewrite is not None and len(kept):
         kept, rewrite = _rewrite(kept, recipe, work)
+        if truth is not None:  # the bar: accepted rewrites keep the ground-truth answer
+            rewrite["report"]["truth"] = rewrite_truth_report(list(kept), read_truth_answers(truth))
     hub = LocalHub(hub_root)
     latest = hub.latest(recipe.name)
     with tempfile.TemporaryDirectory(prefix=".release-", dir=work) as tmp:
@@ -150,6 +154,7 @@ def build_release(
         if rewrite is not None:
             write_json(rewrite["report"], release / "rewrite_report.json")
         (release / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
+        export(kept, recipe.output.formats, release / "exports")
         columns = scored.select_columns(["question_score", "answer_score", "decision"])
         plot_scores(columns.to_dict(), release / "assets" / "scores.png")
         card = render_dataset_card(

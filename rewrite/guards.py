@@ -43,7 +43,8 @@ NUMBER_WORDS = {
 META_TEXT = re.compile(
     r"\bas an ai\b|\blanguage model\b|\bhere is (the|a|my) (rewritten|revised|rephrased)\b"
     r"|\b(rewritten|revised|rephrased) (version|text|answer|question)\b|\bi (cannot|can't) \b"
-    r"|\bi'm sorry\b|\bsure[,!]? here\b",
+    r"|\bi'm sorry\b|\bsure[,!]? here\b"
+    r"|\bthe answer (to (this|the) question\b.*?)?is\b",  # talks about the answer, not the image
     re.IGNORECASE,
 )
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")

@@ -25,9 +25,9 @@ from align2.rewrite.generation import (
     generate,
     option_probabilities,
 )
-from align2.rewrite.guards import ACCEPTED, GuardConfig, check_rewrite
+from align2.rewrite.guards import ACCEPTED, GuardConfig, check_rewrite, polarity
 
-REVIEWED_OUT, UNCHANGED = "reviewed_out", "unchanged"
+REVIEWED_OUT, UNCHANGED, SKIPPED = "reviewed_out", "unchanged", "skipped"
 REWRITE_FEATURES = {
     "original_conversations": datasets.List(
         {"from": datasets.Value("string"), "value": datasets.Value("string")}
@@ -117,8 +117,15 @@ def rewrite_conversations(
         )
         for t in turns
     ]
+    # A yes/no answer's reply is started for the model ("No,"): a 135M model drops the
+    # polarity word otherwise, and the polarity guard would reject almost every rewrite.
+    starts = [_start(t) for t in turns]
+    prompts = [p + s for p, s in zip(prompts, starts, strict=True)]
     budgets = [token_budget(t.text, config.guards) for t in turns]
-    rewrites = [_clean(r) for r in generate(llm, prompts, config.generation, cache, budgets)]
+    generated = generate(llm, prompts, config.generation, cache, budgets)
+    rewrites = [
+        _clean(s + _continue(g) if s else g) for s, g in zip(starts, generated, strict=True)
+    ]
     decisions = [
         UNCHANGED
         if rewrite == turn.text
@@ -136,13 +143,14 @@ def rewrite_conversations(
             if pr <= po:
                 decisions[i] = REVIEWED_OUT
     final = [[dict(t) for t in conversation] for conversation in conversations]
-    per_row: list[list[str]] = [[] for _ in conversations]
-    per_row_p: list[list[list[float]]] = [[] for _ in conversations]
+    # One decision per turn of the conversation; turns not sent to the LLM are `skipped`.
+    per_row = [[SKIPPED] * len(c) for c in conversations]
+    per_row_p: list[list[list[float]]] = [[[] for _ in c] for c in conversations]
     for turn, rewrite, decision, p in zip(turns, rewrites, decisions, probabilities, strict=True):
         if decision == ACCEPTED:
             final[turn.row][turn.index]["value"] = _with_image(rewrite, turn.image_first)
-        per_row[turn.row].append(decision)
-        per_row_p[turn.row].append(p)
+        per_row[turn.row][turn.index] = decision
+        per_row_p[turn.row][turn.index] = p
     return {
         "conversations": final,
         "original_conversations": conversations,
@@ -159,6 +167,19 @@ def token_budget(text: str, guards: GuardConfig) -> int:
     """New tokens worth generating: the length guard rejects any rewrite longer than this."""
     words = guards.max_length_ratio * len(text.split()) + guards.length_slack_words
     return math.ceil(TOKENS_PER_WORD * words) + 4
+
+
+def _start(turn: _Turn) -> str:
+    said = polarity(turn.text) if turn.role == GPT else None
+    return f"{said.capitalize()}, " if said else ""
+
+
+def _continue(text: str) -> str:
+    """A generated continuation after "No, ": lower-case its first word unless it is "I"."""
+    text = text.lstrip(" ,.")
+    if text[:1].isupper() and not text.startswith(("I ", "I'")):
+        text = text[0].lower() + text[1:]
+    return text
 
 
 def _clean(text: str) -> str:
@@ -205,15 +226,18 @@ def rewrite_dataset(
 
 
 def rewrite_report(decisions: list[list[str]]) -> dict:
-    """Shares of turns rewritten, reviewed out, guarded out (per guard) and unchanged."""
-    flat = [d for row in decisions for d in row]
+    """Shares of the turns sent to the LLM that were rewritten, reviewed out, guarded out (per
+    guard) and unchanged; `skipped` counts the turns not sent (questions, when off)."""
+    every = [d for row in decisions for d in row]
+    flat = [d for d in every if d != SKIPPED]
     n = max(1, len(flat))
     guarded: dict[str, int] = {}
     for d in flat:
-        if d not in (ACCEPTED, REVIEWED_OUT, UNCHANGED):
+        if d not in (ACCEPTED, REVIEWED_OUT, UNCHANGED, SKIPPED):
             guarded[d] = guarded.get(d, 0) + 1
     return {
         "turns": len(flat),
+        "skipped": len(every) - len(flat),
         "rows": len(decisions),
         "rows_rewritten": sum(ACCEPTED in row for row in decisions),
         "rewritten": round(flat.count(ACCEPTED) / n, 4),

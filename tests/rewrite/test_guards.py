@@ -28,6 +28,8 @@ CONFIG = GuardConfig()
             "meta_text",
         ),
         ("The circle is red.", "The round shape is red, a circle.", "accepted"),
+        ("Blue.", "The answer is blue.", "meta_text"),
+        ("It is green.", 'The answer to the question "What color?" is green.', "meta_text"),
     ],
 )
 def test_each_guard_on_a_hand_made_example(original, rewrite, guard):

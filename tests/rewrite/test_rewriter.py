@@ -103,3 +103,20 @@ def test_smollm2_rewrites_keep_the_true_answers(tmp_path):
             strict=True,
         ):
             assert (turn == original) == (decision != "accepted")
+
+
+def test_questions_can_be_left_alone(tmp_path, tiny_lm):
+    ds = _pool(3)
+    config = RewriteConfig(
+        model=tiny_lm, rewrite_questions=False, generation=GenerationConfig(max_new_tokens=6)
+    )
+    out = rewrite_dataset(ds, config, None)
+    for row in out:
+        pairs = zip(row["conversations"], row["original_conversations"], strict=True)
+        for (turn, original), decision in zip(pairs, row["rewrite_decisions"], strict=True):
+            if turn["from"] == "human":
+                assert decision == "skipped" and turn == original
+            else:
+                assert decision != "skipped"
+    report = rewrite_report(out["rewrite_decisions"])
+    assert report["skipped"] == sum(len(c) // 2 for c in ds["conversations"])

@@ -1,0 +1,126 @@
+"""Exports in the consumers' own conventions:
+
+- `llava_json`: `llava.json` (a list of {id, image, conversations, type}) + `images/`, the
+  layout LLaVA's training scripts read (`--data_path llava.json --image_folder images`);
+- `messages`: Parquet with `messages` ({role, content: [{type: image} | {type: text, text}]})
+  and `images` (a list of images), the layout TRL's SFTTrainer takes for vision models.
+
+File names come from row ids, which are data: they are reduced to a safe character set (with
+a short hash when that changed them), so no id can write outside the export folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from pathlib import Path
+
+import datasets
+from PIL import Image
+
+from align2.builders.output import write_parquet
+from align2.builders.schema import GPT, IMAGE_TOKEN
+
+FORMATS = ("llava_json", "messages")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def safe_name(row_id: str) -> str:
+    name = _UNSAFE.sub("_", row_id).lstrip(".") or "row"
+    if name != row_id:
+        name += "-" + hashlib.sha256(row_id.encode()).hexdigest()[:8]
+    return name[:120]
+
+
+def _image_file(image: dict, folder: Path, row_id: str) -> str:
+    """Write one image (bytes as published) and return its name; PNG when re-encoding."""
+    data = image.get("bytes")
+    if data is None:
+        data = Path(image["path"]).read_bytes()
+    with Image.open(io.BytesIO(data)) as im:
+        suffix = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}.get(im.format or "", ".png")
+        if suffix == ".png" and im.format != "PNG":
+            buffer = io.BytesIO()
+            im.save(buffer, format="PNG")
+            data = buffer.getvalue()
+    name = safe_name(row_id) + suffix
+    (folder / name).write_bytes(data)
+    return name
+
+
+def export_llava(dataset: datasets.Dataset, out: Path) -> Path:
+    out = Path(out)
+    images = out / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    rows = dataset.cast_column("image", datasets.Image(decode=False))
+    records = [
+        {
+            "id": row["id"],
+            "image": _image_file(row["image"], images, row["id"]),
+            "conversations": row["conversations"],
+            "type": row["type"],
+        }
+        for row in rows.select_columns(["id", "image", "conversations", "type"])
+    ]
+    path = out / "llava.json"
+    path.write_text(json.dumps(records, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def to_messages(conversations: list[dict]) -> list[dict]:
+    """LLaVA turns -> chat messages; the image sits where `<image>` was."""
+    messages = []
+    for turn in conversations:
+        role = "assistant" if turn["from"] == GPT else "user"
+        value = turn["value"]
+        if IMAGE_TOKEN in value:
+            before, _, after = value.partition(IMAGE_TOKEN)
+            parts = [{"type": "text", "text": before.strip()}, {"type": "image"}]
+            parts += [{"type": "text", "text": after.strip()}]
+            content = [p for p in parts if p["type"] == "image" or p["text"]]
+        else:
+            content = [{"type": "text", "text": value}]
+        messages.append({"role": role, "content": content})
+    return messages
+
+
+MESSAGE_FEATURES = datasets.Features(
+    {
+        "id": datasets.Value("string"),
+        "messages": datasets.List(
+            {
+                "role": datasets.Value("string"),
+                "content": datasets.List(
+                    {"type": datasets.Value("string"), "text": datasets.Value("string")}
+                ),
+            }
+        ),
+        "images": datasets.List(datasets.Image()),
+    }
+)
+
+
+def export_messages(dataset: datasets.Dataset, out: Path) -> Path:
+    def convert(batch):
+        return {
+            "id": batch["id"],
+            "messages": [to_messages(c) for c in batch["conversations"]],
+            "images": [[image] for image in batch["image"]],
+        }
+
+    rows = dataset.cast_column("image", datasets.Image(decode=False))
+    converted = rows.map(
+        convert,
+        batched=True,
+        remove_columns=rows.column_names,
+        features=MESSAGE_FEATURES,
+        desc="messages export",
+    )
+    return write_parquet(converted, Path(out) / "train-00000-of-00001.parquet")
+
+
+def export(dataset: datasets.Dataset, formats: tuple[str, ...], out: Path) -> dict[str, Path]:
+    writers = {"llava_json": export_llava, "messages": export_messages}
+    return {f: writers[f](dataset, Path(out) / f) for f in formats}
