@@ -13,33 +13,13 @@ import datasets
 import pytest
 import yaml
 from huggingface_hub import DatasetCard
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from align2.builders.recipe import load_recipe
 from align2.builders.release import build_release, recipe_yaml
 from align2.builders.targets import LocalHub, git
-from align2.embedded import smollm2_tokenizer_path
 from align2.errors import Align2Error
 
 HERE = Path(__file__).parent
-
-
-@pytest.fixture(scope="module")
-def tiny_lm(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-lm")
-    tokenizer = AutoTokenizer.from_pretrained(smollm2_tokenizer_path())
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
 
 
 def _recipe(tmp_path, tiny_models, tiny_lm, **changes) -> Path:

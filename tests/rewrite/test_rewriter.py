@@ -3,34 +3,13 @@ one small test, the embedded SmolLM2 on a handful of demo samples."""
 
 import datasets
 import pytest
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from align2.builders.demo_pool import DemoPoolConfig, build_demo_pool
 from align2.builders.quality import rewrite_truth_report
 from align2.builders.schema import FEATURES
-from align2.embedded import smollm2_tokenizer_path
 from align2.rewrite import generation
 from align2.rewrite.generation import GenerationCache, GenerationConfig
 from align2.rewrite.rewriter import RewriteConfig, rewrite_dataset, rewrite_report
-
-
-@pytest.fixture(scope="module")
-def tiny_lm(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-lm")
-    tokenizer = AutoTokenizer.from_pretrained(smollm2_tokenizer_path())
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=1024,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
 
 
 def _pool(n: int, seed: int = 4) -> datasets.Dataset:
