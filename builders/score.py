@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from align2.builders.schema import FEATURES, GPT, HUMAN
 from align2.reward.backbones import Backbone, load_reward_model, model_fingerprint
-from align2.reward.scoring import score_texts
+from align2.reward.scoring import score_texts, use_bf16
 from align2.reward.templates import answer_text, question_text
 
 SCORES_FORMAT = 2  # bump when what a shard holds changes: old cache files stop matching
@@ -51,12 +51,6 @@ class ScoringConfig:
     bf16: str = "auto"  # "auto": bfloat16 autocast on GPUs that support it; "on" / "off"
     checkpoint_rows: int = 4096  # rows per cached shard: the unit a killed run resumes from
     trust_remote_code: bool = False
-
-
-def _use_bf16(setting: str) -> bool:
-    if setting == "auto":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return setting == "on"
 
 
 class _LazyModel:
@@ -96,7 +90,7 @@ class ConversationScorer:
         self.options = {
             "batch_size": config.batch_size,
             "sort_by_length": config.sort_by_length,
-            "bf16": _use_bf16(config.bf16),
+            "bf16": use_bf16(config.bf16),
         }
 
     def __call__(self, batch: dict, rank: int | None = None) -> dict:

@@ -11,6 +11,14 @@ import torch
 from align2.reward.backbones import Backbone
 
 
+def use_bf16(setting: str) -> bool:
+    """ "auto": bfloat16 autocast on GPUs that support it (on CPUs it depends on the chip, so
+    it is opt-in there); "on" / "off"."""
+    if setting == "auto":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return setting == "on"
+
+
 @torch.inference_mode()
 def score_texts(
     backbone: Backbone,

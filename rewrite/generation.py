@@ -21,6 +21,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from align2.embedded import SMOLLM2, smollm2_model_path, smollm2_tokenizer_path
 from align2.reward.backbones import model_fingerprint
+from align2.reward.scoring import use_bf16
 
 
 @dataclass(frozen=True)
@@ -116,12 +117,6 @@ class GenerationCache:
         self.db.commit()
 
 
-def _use_bf16(setting: str) -> bool:
-    if setting == "auto":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return setting == "on"
-
-
 @torch.inference_mode()
 def generate_batch(
     llm: LLM, prompts: list[str], config: GenerationConfig, budgets: list[int] | None = None
@@ -143,7 +138,7 @@ def generate_batch(
         if config.do_sample
         else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
     )
-    with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=_use_bf16(config.bf16)):
+    with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=use_bf16(config.bf16)):
         output = model.generate(
             **inputs,
             max_new_tokens=max(budgets),

@@ -20,6 +20,8 @@ def read_rows(source: str | Path) -> datasets.Dataset:
     path = Path(source)
     if path.is_dir() and (path / CURATED_FILE).is_file():
         return datasets.load_dataset("parquet", data_files=str(path / CURATED_FILE), split="train")
+    if path.is_dir() and (path / "README.md").is_file():  # a release repo in the local hub
+        return datasets.load_dataset(str(path), split="train")
     if path.is_file() and path.suffix == ".parquet":
         return datasets.load_dataset("parquet", data_files=str(path), split="train")
     if path.is_dir() and (path / "dataset_info.json").is_file():
@@ -27,7 +29,8 @@ def read_rows(source: str | Path) -> datasets.Dataset:
     if path.exists():
         raise Align2Error(
             f"cannot read rows from {path}: pass a curation output folder (with "
-            f"{CURATED_FILE}), a .parquet file, a save_to_disk folder or a Hub dataset id"
+            f"{CURATED_FILE}), a release folder, a .parquet file, a save_to_disk folder or a "
+            "Hub dataset id"
         )
     return datasets.load_dataset(str(source), split="train")
 

@@ -57,3 +57,30 @@ def tiny_lm(tmp_path_factory):
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
+
+
+# Tiny random reward models saved as folders: the scoring path loads them exactly as it loads
+# trained ones.
+def save_tiny_vlm(folder, seed):
+    from align2.reward.backbones import build_backbone
+
+    backbone = build_backbone("tiny-vlm", seed=seed)
+    backbone.model.save_pretrained(folder)
+    backbone.tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """(question model, answer model, another model): random tiny-vlm folders."""
+    root = tmp_path_factory.mktemp("models")
+    return tuple(save_tiny_vlm(root / name, seed) for seed, name in enumerate("qao"))
+
+
+@pytest.fixture(scope="session")
+def small_pool(tmp_path_factory):
+    from align2.builders.demo_pool import DemoPoolConfig, build_demo_pool, write_demo_pool
+
+    out = tmp_path_factory.mktemp("pool")
+    write_demo_pool(build_demo_pool(DemoPoolConfig(split="test", size=60, seed=5)), out)
+    return out

@@ -122,3 +122,28 @@ def test_demo_annotations_reward_train_and_eval(tmp_path):
     metrics = json.loads((tmp_path / "eval.json").read_text())
     assert metrics["overall"]["pairs"] == sum(s["pairs"] for s in metrics["per_subset"].values())
     assert set(metrics["per_kind"]) == {"answer"}
+
+
+def test_curate_then_rewrite(tmp_path, small_pool, tiny_models, tiny_lm):
+    out = tmp_path / "curated"
+    args = ["--llava-json", small_pool / "llava_pool.json", "--image-folder", small_pool / "images"]
+    models = ["--question-model", tiny_models[0], "--answer-model", tiny_models[1]]
+    result = run("curate", *args, *models, "--out", out, "--truth", small_pool / "truth.jsonl")
+    assert result.returncode == 0, result.stderr
+    ledger = json.loads((out / "ledger.json").read_text())
+    assert ledger["total"] == 60
+    assert json.loads((out / "quality.json").read_text())["kept"] == ledger["kept"]
+    result = run("rewrite", "--input", out, "--model", tiny_lm, "--max-new-tokens", "6",
+                 "--out", tmp_path / "rewritten")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "rewritten" / "rewrite_report.json").read_text())
+    assert report["rows"] == ledger["kept"]
+
+
+def test_curate_names_a_bad_policy(tmp_path, small_pool):
+    result = run(
+        "curate", "--llava-json", small_pool / "llava_pool.json", "--image-folder", small_pool,
+        "--out", tmp_path, "--policy", "best", "--question-model", "x", "--answer-model", "y",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "unknown selection policy 'best'; allowed: align2, budget" in result.stderr
