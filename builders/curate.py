@@ -46,8 +46,10 @@ class Curation:
 
 def decide(scored: datasets.Dataset, selection: Selection) -> list[str | None]:
     """Reason per scored row (None: kept), from the selection policy."""
+    # Arrow format honours an indices mapping (a select/shuffle); `.data` would not.
+    table = scored.with_format("arrow")
     columns = {
-        name: scored.data.column(name).to_numpy()
+        name: table[name].to_numpy()
         for name in ("id", "type", "style", "question_score", "answer_score")
     }
     return reason_names(select(selection, columns))
