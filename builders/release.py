@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
-import pyarrow.parquet as pq
 import yaml
 
 from align2.builders.curate import KEPT_DECISION
@@ -24,9 +23,8 @@ from align2.builders.pipeline import run_curation
 from align2.builders.quality import read_truth_answers, rewrite_truth_report
 from align2.builders.recipe import Recipe
 from align2.builders.select import make_policy
-from align2.builders.targets import LocalHub, bump_patch
+from align2.builders.targets import RELEASE_FILE, HubTarget, LocalHub, bump_patch
 from align2.cards.dataset_card import CardInputs, plot_scores, render_dataset_card
-from align2.errors import Align2Error
 
 FIRST_VERSION = "0.1.0"
 DEMO_SOURCE = "easy-vqa (PyPI), align2 demo pool"
@@ -34,7 +32,7 @@ DEMO_SOURCE = "easy-vqa (PyPI), align2 demo pool"
 
 @dataclass(frozen=True)
 class ReleaseResult:
-    repo: Path | None  # None when nothing was published
+    location: str  # the repository (a folder or a Hub URL)
     version: str
     content_hash: str
     published: bool
@@ -94,12 +92,12 @@ def build_release(
     recipe: Recipe,
     recipe_text: str,
     *,
-    hub_root: Path,
+    target: LocalHub | HubTarget,
     work_root: Path,
     version: str | None = None,
     command: str = "",
 ) -> ReleaseResult:
-    """Run `recipe` and publish it into the local hub at `hub_root`."""
+    """Run `recipe` and publish it to `target` (unless the latest version has its content)."""
     work = Path(work_root) / recipe.name  # kept between builds: score and generation caches
     work.mkdir(parents=True, exist_ok=True)
     llava_json, image_folder, truth, source = _source_files(recipe, work)
@@ -123,8 +121,7 @@ def build_release(
         kept, rewrite = _rewrite(kept, recipe, work)
         if truth is not None:  # the bar: accepted rewrites keep the ground-truth answer
             rewrite["report"]["truth"] = rewrite_truth_report(list(kept), read_truth_answers(truth))
-    hub = LocalHub(hub_root)
-    latest = hub.latest(recipe.name)
+    latest = target.latest(recipe.name)
     with tempfile.TemporaryDirectory(prefix=".release-", dir=work) as tmp:
         scored = run.curation.scored.remove_columns("image")
         files = {
@@ -134,7 +131,7 @@ def build_release(
         digest = content_hash(files)
         if latest is not None and latest.content_hash == digest:
             return ReleaseResult(
-                hub.repo(recipe.name),
+                "",
                 latest.version,
                 digest,
                 published=False,
@@ -143,11 +140,12 @@ def build_release(
         new_version = (
             version or recipe.version or (bump_patch(latest.version) if latest else FIRST_VERSION)
         )
-        previous_ids = _ids_at(hub.repo(recipe.name)) if latest else None
+        previous_ids = target.ids(recipe.name) if latest else None
         release = Path(tmp) / "release"
         for config, path in files.items():
             (release / config).mkdir(parents=True)
             path.rename(release / release_file(config, digest))
+        write_json({"version": new_version, "content_hash": digest}, release / RELEASE_FILE)
         write_json(run.ledger.to_dict(), release / "ledger.json")
         if run.quality is not None:
             write_json(run.quality, release / "quality.json")
@@ -159,7 +157,7 @@ def build_release(
         plot_scores(columns.to_dict(), release / "assets" / "scores.png")
         card = render_dataset_card(
             CardInputs(
-                repo_id=recipe.name,
+                repo_id=target.repo_id(recipe.name),
                 version=new_version,
                 content_hash=digest,
                 recipe=recipe.model_dump(mode="json"),
@@ -180,20 +178,15 @@ def build_release(
             )
         )
         (release / "README.md").write_text(card, encoding="utf-8")
-        repo = hub.publish(recipe.name, release, new_version, digest)
-    return ReleaseResult(repo, new_version, digest, True, f"published v{new_version} to {repo}")
+        location = target.publish(recipe.name, release, new_version, digest)
+    return ReleaseResult(
+        location, new_version, digest, True, f"published v{new_version} to {location}"
+    )
 
 
 def _dropped_examples(scored: datasets.Dataset) -> list[dict]:
     dropped = scored.filter(lambda d: d != KEPT_DECISION, input_columns="decision")
     return list(dropped.select(range(min(3, len(dropped)))))
-
-
-def _ids_at(repo: Path) -> set[str] | None:
-    files = sorted((repo / "data").glob("*.parquet"))
-    if not files:
-        return None
-    return {i for f in files for i in pq.read_table(f, columns=["id"]).column("id").to_pylist()}
 
 
 def _changelog(previous: set[str] | None, ids: list[str], latest) -> str:
@@ -207,19 +200,6 @@ def _changelog(previous: set[str] | None, ids: list[str], latest) -> str:
             more = f" and {len(group) - 10} more" if len(group) > 10 else ""
             lines.append(f"- {label}: {shown}{more}")
     return "\n".join(lines)
-
-
-def parse_target(target: str, project_root: Path) -> Path:
-    """`local:DIR` -> the hub folder (relative to the project)."""
-    if target.startswith("local:"):
-        folder = Path(target.removeprefix("local:"))
-        return folder if folder.is_absolute() else project_root / folder
-    if target.startswith("hub:"):
-        raise Align2Error(
-            "publishing to the Hugging Face Hub (hub:ORG/NAME) is not implemented yet; "
-            "use a local:DIR target"
-        )
-    raise Align2Error(f"target {target!r}: expected local:DIR or hub:ORG/NAME")
 
 
 def recipe_yaml(recipe: Recipe) -> str:

@@ -43,6 +43,7 @@ class TinyVLMConfig(PretrainedConfig):
         image_grid: int = 4,  # image tokens = image_grid ** 2
         match_size: int = 64,  # width of the bilinear text-image match
         color_channels: int = 32,  # per-pixel colour detectors in the match
+        gate_size: int = 64,  # hidden width of the per-token polarity MLP
         num_labels: int = 1,
         **kwargs,
     ):
@@ -57,6 +58,7 @@ class TinyVLMConfig(PretrainedConfig):
         self.image_grid = image_grid
         self.match_size = match_size
         self.color_channels = color_channels
+        self.gate_size = gate_size
         super().__init__(num_labels=num_labels, **kwargs)
 
 
@@ -92,9 +94,12 @@ class TinyVLMForSequenceClassification(PreTrainedModel):
         m = config.match_size
         self.match_text = nn.Linear(d, 2 * m, bias=False)
         self.match_words = nn.Linear(d, 2 * m, bias=False)
-        # Two signed reads whose product is the claim's polarity: "does the answer affirm"
-        # x "is the question positive" (an XOR, which "Is there not a red shape? Yes." needs).
-        self.polarity = nn.Linear(d, 2)
+        # Per token, its polarity: asserted (+) or denied (-), read by a small MLP from the
+        # token's context, the last token's state and the bag of words. "Is there not a red
+        # shape? Yes." denies "red" by an XOR of words far apart, which the bag shows at once.
+        self.claim_gate = nn.Sequential(
+            nn.Linear(3 * d, config.gate_size), nn.GELU(), nn.Linear(config.gate_size, 1)
+        )
         self.match_shape = nn.Linear(channels[-1], m, bias=False)
         self.match_color = nn.Linear(config.color_channels, m, bias=False)
         self.embed_tokens = nn.Embedding(config.vocab_size, d)
@@ -120,7 +125,7 @@ class TinyVLMForSequenceClassification(PreTrainedModel):
             nn.init.normal_(module.weight, std=0.02)
             if getattr(module, "bias", None) is not None:
                 nn.init.zeros_(module.bias)
-        if module is getattr(self, "polarity", None):
+        if module is getattr(self, "claim_gate", [None])[-1]:
             nn.init.constant_(module.bias, 1.0)  # start asserting, so the word path learns at once
 
     def encode_images(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -161,11 +166,14 @@ class TinyVLMForSequenceClassification(PreTrainedModel):
         # The last non-pad token, for right or left padding alike.
         last = (mask * torch.arange(mask.shape[1], device=mask.device)).argmax(-1)
         hidden_last = self.norm(hidden[torch.arange(hidden.shape[0], device=hidden.device), last])
-        # The bag of words gives the claimed colour/shape word a direct path to the match;
-        # the contextual state at the last token carries polarity ("no", "not").
+        # Each word claims its own meaning (a direct path from "red" to the match), signed
+        # by its context: "there is no circle" denies "circle" while "a blue rectangle" asserts.
+        text_hidden = hidden[:, images.shape[1] :]
         bag = (words * attention_mask.unsqueeze(-1)).sum(1) / attention_mask.sum(1, keepdim=True)
-        polarity = torch.tanh(self.polarity(hidden_last)).prod(-1, keepdim=True)
-        claim = self.match_text(hidden_last) + polarity * self.match_words(bag)
+        context = torch.cat([hidden_last, bag], dim=-1).unsqueeze(1).expand(-1, words.shape[1], -1)
+        polarity = torch.tanh(self.claim_gate(torch.cat([text_hidden, context], dim=-1)))
+        claims = (polarity * self.match_words(words) * attention_mask.unsqueeze(-1)).sum(1)
+        claim = self.match_text(hidden_last) + claims
         match = (claim * pooled).sum(-1, keepdim=True)
         return SequenceClassifierOutput(logits=self.score(hidden_last) + match)
 

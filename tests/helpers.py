@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import yaml
 from PIL import Image
 
 
@@ -19,3 +20,20 @@ def llava_row(
         "image": image,
         "conversations": [{"from": "human", "value": question}, {"from": "gpt", "value": answer}],
     }
+
+
+def release_recipe(tmp_path: Path, tiny_models, tiny_lm, **changes) -> Path:
+    """A small release recipe (30 demo rows, the tiny test models) written to a file."""
+    data = {
+        "name": "tiny-release",
+        "description": "Test <script>alert(1)</script> | --- release",
+        "source": {"demo_pool": {"split": "test", "size": 30, "seed": 1}, "license": "mit"},
+        "reward": {"question_model": tiny_models[0], "answer_model": tiny_models[1]},
+        "selection": {"policy": "align2", "question_ratio": 0.5, "answer_ratio": 0.5},
+        "rewrite": {"model": tiny_lm, "max_new_tokens": 6, "batch_size": 16},
+        "target": "local:hub",
+        **changes,
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path

@@ -24,25 +24,22 @@ def build_command(
 ) -> None:
     """Curate, rewrite and publish as the recipe says."""
     from align2.builders.recipe import load_recipe
-    from align2.builders.release import build_release, parse_target, recipe_yaml
+    from align2.builders.release import build_release, recipe_yaml
+    from align2.builders.targets import parse_target
 
     spec = load_recipe(recipe)
-    hub_root = parse_target(target or spec.target, Path.cwd())
+    publish_to = parse_target(target or spec.target, Path.cwd())
     command = shlex.join(["align2", "build", *sys.argv[2:]])
     result = build_release(
         spec,
         recipe_yaml(spec),
-        hub_root=hub_root,
+        target=publish_to,
         work_root=WORK_DIR,
         version=version,
         command=command,
     )
     typer.echo(result.message)
-    typer.echo(
-        "load it with:\n"
-        f'  datasets.load_dataset("{result.repo}", split="train")\n'
-        f"  (an older version: align2 checkout {spec.name} vX.Y.Z --hub {hub_root})"
-    )
+    typer.echo("load it with:\n" + publish_to.describe(spec.name))
 
 
 def checkout_command(

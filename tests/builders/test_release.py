@@ -12,6 +12,7 @@ from pathlib import Path
 import datasets
 import pytest
 import yaml
+from helpers import release_recipe
 from huggingface_hub import DatasetCard
 
 from align2.builders.recipe import load_recipe
@@ -22,29 +23,12 @@ from align2.errors import Align2Error
 HERE = Path(__file__).parent
 
 
-def _recipe(tmp_path, tiny_models, tiny_lm, **changes) -> Path:
-    data = {
-        "name": "tiny-release",
-        "description": "Test <script>alert(1)</script> | --- release",
-        "source": {"demo_pool": {"split": "test", "size": 30, "seed": 1}, "license": "mit"},
-        "reward": {"question_model": tiny_models[0], "answer_model": tiny_models[1]},
-        "selection": {"policy": "align2", "question_ratio": 0.5, "answer_ratio": 0.5},
-        "rewrite": {"model": tiny_lm, "max_new_tokens": 6, "batch_size": 16},
-        "target": "local:hub",
-    }
-    for key, value in changes.items():
-        data[key] = value
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
 def _build(path, tmp_path, **kwargs):
     recipe = load_recipe(path)
     return build_release(
         recipe,
         recipe_yaml(recipe),
-        hub_root=tmp_path / "hub",
+        target=LocalHub(tmp_path / "hub"),
         work_root=tmp_path / "work",
         **kwargs,
     )
@@ -69,10 +53,10 @@ def test_bad_recipes_fail_before_any_work_naming_the_field(tmp_path):
 
 
 def test_release_loads_validates_and_a_rebuild_publishes_nothing(tmp_path, tiny_models, tiny_lm):
-    recipe = _recipe(tmp_path, tiny_models, tiny_lm)
+    recipe = release_recipe(tmp_path, tiny_models, tiny_lm)
     first = _build(recipe, tmp_path)
     assert first.published and first.version == "0.1.0"
-    repo = first.repo
+    repo = Path(first.location)
     assert git("tag", "--list", cwd=repo) == "v0.1.0"
     curated = datasets.load_dataset(str(repo), split="train")
     assert curated[0]["image"].size == (64, 64)  # images embedded and decoded
@@ -96,24 +80,25 @@ def test_release_loads_validates_and_a_rebuild_publishes_nothing(tmp_path, tiny_
 
 
 def test_a_new_release_bumps_the_version_and_old_ones_check_out(tmp_path, tiny_models, tiny_lm):
-    first = _build(_recipe(tmp_path, tiny_models, tiny_lm), tmp_path)
+    first = _build(release_recipe(tmp_path, tiny_models, tiny_lm), tmp_path)
     selection = {"policy": "align2", "question_ratio": 0.8, "answer_ratio": 0.8}
-    second = _build(_recipe(tmp_path, tiny_models, tiny_lm, selection=selection), tmp_path)
+    second = _build(release_recipe(tmp_path, tiny_models, tiny_lm, selection=selection), tmp_path)
     assert (first.version, second.version) == ("0.1.0", "0.1.1")
-    assert "rows added" in (second.repo / "README.md").read_text()
+    assert "rows added" in (Path(second.location) / "README.md").read_text()
     old = LocalHub(tmp_path / "hub").checkout("tiny-release", "v0.1.0", tmp_path / "old")
     old_rows = datasets.load_dataset(str(old), split="train")
-    new_rows = datasets.load_dataset(str(second.repo), split="train")
+    new_rows = datasets.load_dataset(second.location, split="train")
     assert len(old_rows) < len(new_rows)
 
 
 @pytest.mark.slow
 def test_a_killed_build_leaves_the_previous_version(tmp_path, tiny_models, tiny_lm):
-    first = _build(_recipe(tmp_path, tiny_models, tiny_lm), tmp_path)
-    before = git("rev-parse", "HEAD", cwd=first.repo)
-    files = _files(first.repo)
+    first = _build(release_recipe(tmp_path, tiny_models, tiny_lm), tmp_path)
+    repo = Path(first.location)
+    before = git("rev-parse", "HEAD", cwd=repo)
+    files = _files(repo)
     selection = {"policy": "random", "ratio": 0.5}
-    recipe = _recipe(tmp_path, tiny_models, tiny_lm, selection=selection)
+    recipe = release_recipe(tmp_path, tiny_models, tiny_lm, selection=selection)
     child = subprocess.Popen(
         [sys.executable, "-m", "align2", "build", str(recipe)],
         cwd=tmp_path,
@@ -128,7 +113,7 @@ def test_a_killed_build_leaves_the_previous_version(tmp_path, tiny_models, tiny_
         time.sleep(0.02)
     child.send_signal(signal.SIGKILL)
     child.wait()
-    assert git("rev-parse", "HEAD", cwd=first.repo) == before
-    assert git("tag", "--list", cwd=first.repo) == "v0.1.0"
-    assert _files(first.repo) == files
-    assert len(datasets.load_dataset(str(first.repo), split="train")) > 0
+    assert git("rev-parse", "HEAD", cwd=repo) == before
+    assert git("tag", "--list", cwd=repo) == "v0.1.0"
+    assert _files(repo) == files
+    assert len(datasets.load_dataset(str(repo), split="train")) > 0
