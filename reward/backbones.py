@@ -72,7 +72,11 @@ def build_backbone(
     if name == TINY_VLM:
         tokenizer = _tokenizer_with_image_token()
         config = TinyVLMConfig(
-            vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **config_overrides
+            vocab_size=len(tokenizer),
+            pad_token_id=tokenizer.pad_token_id,
+            # The answer template's "\nAnswer:" marker (reward/templates.py), one token here.
+            answer_marker_id=tokenizer.convert_tokens_to_ids("Answer"),
+            **config_overrides,
         )
         model = TinyVLMForSequenceClassification(config)
         return Backbone(model, tokenizer, image_processor_for(model), name)
