@@ -48,7 +48,7 @@ class ScoringConfig:
     batch_size: int = 64  # sequences per forward pass
     window: int = 1024  # rows per map batch; texts are length-sorted within it
     sort_by_length: bool = True
-    bf16: str = "auto"  # "auto": bfloat16 autocast on GPUs that support it; "on" / "off"
+    bf16: str = "auto"  # "auto": bfloat16 autocast on GPUs that have it; "on" / "off"
     checkpoint_rows: int = 4096  # rows per cached shard: the unit a killed run resumes from
     trust_remote_code: bool = False
 

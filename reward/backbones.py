@@ -29,6 +29,7 @@ from transformers import (
 
 from align2.builders.schema import IMAGE_TOKEN
 from align2.embedded import SMOLLM2, smollm2_model_path, smollm2_tokenizer_path
+from align2.errors import Align2Error
 from align2.reward.tiny_vlm import (
     TinyVLMConfig,
     TinyVLMForSequenceClassification,
@@ -111,10 +112,23 @@ def build_backbone(
     else:
         path = name
     model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+    _require_image_support(model, name)
     tokenizer = AutoTokenizer.from_pretrained(
         path, revision=kwargs.get("revision"), trust_remote_code=trust_remote_code
     )
     return Backbone(_with_pad(model, tokenizer), tokenizer, image_processor_for(model), name)
+
+
+def _require_image_support(model: PreTrainedModel, name: str) -> None:
+    """A VLM classifier (Gemma3, Qwen3.5, LLaVA + score head) would silently train and score on
+    text alone: its image inputs (the processor's expanded image tokens and pixel values) are
+    not wired yet, so refuse it rather than give a model that never saw an image."""
+    if image_processor_for(model) is None and hasattr(model.config, "vision_config"):
+        raise Align2Error(
+            f"{name} is a vision-language model ({type(model).__name__}); align2 feeds images "
+            "only to `tiny-vlm` so far. Use --backbone tiny-vlm, or a text-only causal LM "
+            "(which scores the text alone)"
+        )
 
 
 def _with_pad(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
@@ -134,6 +148,7 @@ def load_reward_model(
     tokenizer = AutoTokenizer.from_pretrained(
         path, revision=revision, trust_remote_code=trust_remote_code
     )
+    _require_image_support(model, str(path))
     model.eval()
     return Backbone(_with_pad(model, tokenizer), tokenizer, image_processor_for(model), str(path))
 

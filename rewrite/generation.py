@@ -32,12 +32,12 @@ class GenerationConfig:
     top_p: float = 0.9
     seed: int = 0  # sampling seed (per batch, from the batch's prompts)
     batch_size: int = 8  # speed only: not part of the cache key
-    bf16: str = "auto"  # "auto": bfloat16 on GPUs that support it; "on" / "off"
+    bf16: str = "auto"  # "auto": bfloat16 where the hardware has it natively (GPU or CPU)
 
     def cache_fields(self) -> dict:
         fields = asdict(self)
-        for speed_only in ("batch_size", "bf16"):
-            fields.pop(speed_only)
+        fields.pop("batch_size")
+        fields["bf16"] = use_bf16(self.bf16, on_cpu=True)  # the precision: it changes the text
         return fields
 
 
@@ -138,7 +138,8 @@ def generate_batch(
         if config.do_sample
         else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
     )
-    with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=use_bf16(config.bf16)):
+    bf16 = use_bf16(config.bf16, on_cpu=True)
+    with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
         output = model.generate(
             **inputs,
             max_new_tokens=max(budgets),

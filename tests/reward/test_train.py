@@ -183,3 +183,37 @@ def test_curriculum_puts_stages_first_and_keeps_every_pair():
     assert ordered[:2] == ["fact:shape", "fact:shape"]  # exact match, stage repeated
     assert sorted(ordered[2:4]) == ["fact:x", "short>short_fact:y"]  # prefixes
     assert sorted(ordered[4:]) == sorted(subsets)  # then every pair, once more
+
+
+def test_a_vision_language_classifier_is_refused_not_trained_on_text_alone(tmp_path):
+    from transformers import Gemma3Config, Gemma3ForSequenceClassification
+
+    from align2.errors import Align2Error
+
+    build_backbone("tiny-text").tokenizer.save_pretrained(tmp_path)
+    config = Gemma3Config(
+        text_config={
+            "vocab_size": 49153,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "head_dim": 16,
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "image_size": 32,
+            "patch_size": 8,
+        },
+        mm_tokens_per_image=4,
+        num_labels=1,
+    )
+    Gemma3ForSequenceClassification(config).save_pretrained(tmp_path)
+    with pytest.raises(Align2Error, match="is a vision-language model .* only to `tiny-vlm`"):
+        build_backbone(str(tmp_path))
+    with pytest.raises(Align2Error, match="Gemma3ForSequenceClassification"):
+        load_reward_model(tmp_path)
