@@ -32,7 +32,7 @@ DEMO_SOURCE = "easy-vqa (PyPI), align2 demo pool"
 
 @dataclass(frozen=True)
 class ReleaseResult:
-    location: str  # the repository (a folder or a Hub URL)
+    location: str  # where it was published (a folder or a Hub URL); "" when nothing was
     version: str
     content_hash: str
     published: bool

@@ -147,14 +147,22 @@ class HubTarget:
     def describe(self, name: str) -> str:
         return f'  datasets.load_dataset("{self._repo_id}", revision="vX.Y.Z", split="train")'
 
-    def _tags(self) -> dict[str, str] | None:
+    def _refs(self):
         from huggingface_hub.errors import RepositoryNotFoundError
 
         try:
-            refs = self.api.list_repo_refs(self._repo_id, repo_type=self.repo_type)
+            return self.api.list_repo_refs(self._repo_id, repo_type=self.repo_type)
         except RepositoryNotFoundError:
             return None
-        return {t.name: t.target_commit for t in refs.tags if _semver(t.name)}
+
+    def _tags(self) -> dict[str, str] | None:
+        """Release tags -> commits; None when the repo does not exist."""
+        refs = self._refs()
+        return (
+            None
+            if refs is None
+            else {t.name: t.target_commit for t in refs.tags if _semver(t.name)}
+        )
 
     def latest(self, name: str) -> Published | None:
         from huggingface_hub.errors import EntryNotFoundError
@@ -194,9 +202,10 @@ class HubTarget:
         self.api.create_repo(
             self._repo_id, repo_type=self.repo_type, private=self.private, exist_ok=True
         )
-        if tag in (self._tags() or {}):
+        refs = self._refs()
+        if any(t.name == tag for t in refs.tags):
             raise Align2Error(f"{self._repo_id} already has version {tag}; pass a newer --version")
-        head = self.api.repo_info(self._repo_id, repo_type=self.repo_type).sha
+        head = next(b.target_commit for b in refs.branches if b.name == "main")
         current = self.api.list_repo_files(self._repo_id, repo_type=self.repo_type, revision=head)
         files = sorted(p for p in release.rglob("*") if p.is_file())
         new = {p.relative_to(release).as_posix() for p in files}

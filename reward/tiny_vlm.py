@@ -145,8 +145,8 @@ class TinyVLMForSequenceClassification(PreTrainedModel):
             nn.init.zeros_(module.weight)  # start asserting, so the word path learns at once
 
     def answer_segment(self, input_ids, attention_mask) -> torch.Tensor | None:
-        """1.0 on the answer's tokens (after the template's first "Answer" marker), else 0;
-        None for a model without a marker (the question model reads no answer)."""
+        """1.0 on the answer's tokens (after the template's first "Answer" marker), else 0 (a
+        question-model text has no marker: all 0); None for a config without a marker id."""
         if self.config.answer_marker_id is None:
             return None
         is_marker = (input_ids == self.config.answer_marker_id).int()
