@@ -69,6 +69,8 @@ def main() -> None:
         "target": 0.90,
         "per_type": per_type,
         "per_type_targets": {"color": 0.95, "shape": 0.90, "yesno": 0.85},
+        # Descriptions naming the wrong colour or shape: trained on, not part of the bar.
+        "describe": round(fact_accuracy(answer_eval, "describe"), 4),
         "answer_train_seconds": round(answer_seconds, 1),
         "answer_train_pairs": len(answer_pairs),
         "question_presupposition_accuracy": round(question_eval["presupposition"]["accuracy"], 4),

@@ -249,12 +249,16 @@ def _clean_turns(rng: random.Random, qas, facts: dict, kind: str) -> list[dict]:
     ]
 
 
+def wrong_attribute(rng: random.Random, facts: dict) -> dict:
+    """`facts` with its colour or its shape changed."""
+    attr, values = rng.choice((("color", COLORS), ("shape", SHAPES)))
+    return dict(facts, **{attr: other(rng, facts[attr], values)})
+
+
 def hallucinate(rng: random.Random, turn: dict, facts: dict) -> str:
     """A fluent, self-consistent answer that contradicts the image."""
     if turn["qa"] is None:  # a description: change one attribute
-        attr, values = rng.choice((("color", COLORS), ("shape", SHAPES)))
-        wrong = dict(facts, **{attr: other(rng, facts[attr], values)})
-        return describe(wrong, "filled" in turn["a"])
+        return describe(wrong_attribute(rng, facts), "filled" in turn["a"])
     question, answer = turn["qa"]
     kind = question_kind(question, answer)
     if kind != "yesno":

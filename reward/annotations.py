@@ -224,7 +224,7 @@ def _records(annotations: Any) -> Iterator[RawRecord]:
 def preference_pairs(
     annotations: str | Path | datasets.Dataset | list,
     *,
-    image_folder: Path | None = None,
+    image_folder: str | Path | None = None,
     config: PairingConfig = PairingConfig(),
     quarantine: Quarantine | None = None,
     kind: str | None = None,
@@ -235,7 +235,9 @@ def preference_pairs(
     differ in length, or whose image is unusable, is quarantined with a reason.
     """
     quarantine = quarantine if quarantine is not None else Quarantine()
-    image_config = ValidationConfig(image_folder=image_folder)
+    image_config = ValidationConfig(
+        image_folder=None if image_folder is None else Path(image_folder)
+    )
     rng = random.Random(config.seed)
     rows: list[dict] = []
     for raw in _records(annotations):

@@ -5,7 +5,9 @@ original plus variants, including the demo pool's defect kinds) scored by a fixe
 what a careful human would give each kind. Questions are generated from easy-VQA's own
 question templates, balanced so that the text alone never tells which candidate is right
 (subject present or absent and negated or not, 50/50 each; colours and shapes uniform):
-pairs that differ only in a fact need the image.
+pairs that differ only in a fact need the image. Answer items are colour, shape and yes/no
+questions and, as a quarter of them, image descriptions (a wrong description names a wrong
+colour or shape), so the answer model also reads the demo pool's description turns.
 """
 
 from __future__ import annotations
@@ -18,16 +20,19 @@ from pathlib import Path
 
 from align2.builders.demo_pool import (
     COLORS,
+    DESCRIBE_PROMPTS,
     MARKUP_NOISE,
     OFF_TOPIC,
     REFUSALS,
     SHAPES,
     answer_text,
+    describe,
     easy_vqa_split,
     hallucinate,
     image_facts,
     other,
     shuffle_words,
+    wrong_attribute,
 )
 from align2.builders.schema import GPT, HUMAN, IMAGE_TOKEN
 
@@ -63,6 +68,9 @@ YESNO = (
     ("does the image contain a {x}?", "does the image not contain a {x}?"),
     ("is a {x} present?", "is no {x} present?"),
 )
+DESCRIBE = "describe"
+# What an answer item asks: the pool's question kinds, and a description (its detail type).
+ANSWER_KINDS = ("color", "shape", "yesno", DESCRIBE)
 COLOR_QUESTIONS = (
     "what color is the shape?",
     "what color is the {shape}?",
@@ -99,26 +107,51 @@ def ask(rng: random.Random, facts: dict, kind: str) -> tuple[str, str]:
     return question, "yes" if present != negated else "no"
 
 
-def answer_item(rng: random.Random, facts: dict, kind: str) -> tuple[str, list[str], list[str]]:
-    """(question, 7 candidate answers, their labels). Pairs labelled `fact:K` (and
-    `short>short_fact:K`) differ only in a fact that the image shows."""
+def _correct_and_wrong(rng: random.Random, facts: dict, kind: str) -> tuple[str, dict]:
+    """(question or description prompt, the correct and hallucinated answers: full, short)."""
+    if kind == DESCRIBE:
+        prompt = rng.choice(DESCRIBE_PROMPTS)
+        detailed = "detail" in prompt
+        wrong = wrong_attribute(rng, facts)
+        answers = {
+            "original": describe(facts, detailed),
+            "short": "A {color} {shape}.".format(**facts),
+            "fact": describe(wrong, detailed),
+            "short_fact": "A {color} {shape}.".format(**wrong),
+        }
+        return prompt, answers
     question, truth = ask(rng, facts, kind)
     style = rng.choice(("sentence", "reason")) if kind == "yesno" else "sentence"
     original = answer_text(question, truth, facts, style)
     turn = {"q": question, "a": original, "qa": (question, truth), "style": style}
+    answers = {
+        "original": original,
+        "short": answer_text(question, truth, facts, "short"),
+        "fact": hallucinate(rng, turn, facts),
+        "short_fact": hallucinate(rng, {**turn, "style": "short"}, facts),
+    }
+    return question[0].upper() + question[1:], answers
+
+
+def answer_item(rng: random.Random, facts: dict, kind: str) -> tuple[str, list[str], list[str]]:
+    """(question, 7 candidate answers, their labels). Pairs labelled `fact:K` (and
+    `short>short_fact:K`) differ only in a fact that the image shows; `kind` is color,
+    shape, yesno or describe (a description of the image)."""
+    question, answers = _correct_and_wrong(rng, facts, kind)
+    original = answers["original"]
     words = original.split()
     garbage_kind = rng.choice(("off_topic", "refusal", "markup_noise"))
     garbage = {"off_topic": OFF_TOPIC, "refusal": REFUSALS, "markup_noise": MARKUP_NOISE}
     candidates = {
         "original": original,
-        "short": answer_text(question, truth, facts, "short"),
-        f"fact:{kind}": hallucinate(rng, turn, facts),
-        f"short_fact:{kind}": hallucinate(rng, {**turn, "style": "short"}, facts),
+        "short": answers["short"],
+        f"fact:{kind}": answers["fact"],
+        f"short_fact:{kind}": answers["short_fact"],
         "truncated": " ".join(words[: rng.randint(1, max(1, len(words) - 2))]).rstrip(".,"),
         "word_shuffle": shuffle_words(rng, original),
         garbage_kind: rng.choice(garbage[garbage_kind]),
     }
-    return question[0].upper() + question[1:], list(candidates.values()), list(candidates)
+    return question, list(candidates.values()), list(candidates)
 
 
 def question_item(rng: random.Random, facts: dict) -> tuple[list[list[str]], list[str]]:
@@ -173,7 +206,7 @@ def build_demo_annotations(
                 "labels": labels,
             }
         )
-        kinds = [rng.choice(("color", "shape", "yesno")) for _ in range(config.questions_per_image)]
+        kinds = [rng.choice(ANSWER_KINDS) for _ in range(config.questions_per_image)]
         for n, kind in enumerate(kinds):
             question, answers, labels = answer_item(rng, facts, kind)
             answer_records.append(

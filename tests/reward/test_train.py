@@ -185,6 +185,21 @@ def test_curriculum_puts_stages_first_and_keeps_every_pair():
     assert sorted(ordered[4:]) == sorted(subsets)  # then every pair, once more
 
 
+def test_curriculum_stage_cap_takes_a_seeded_sample():
+    from align2.reward.train import curriculum_order
+
+    subsets = [f"fact:{i}" for i in range(10)] + ["other"] * 5
+    pairs = datasets.Dataset.from_dict({"subset": subsets})
+    ordered = curriculum_order(pairs, ("fact:@3",), seed=0)["subset"]
+    assert len(ordered) == 3 + 15
+    assert all(s.startswith("fact:") for s in ordered[:3])
+    assert len(set(ordered[:3])) == 3
+    assert ordered == curriculum_order(pairs, ("fact:@3",), seed=0)["subset"]
+    assert curriculum_order(pairs, ("fact:@30",), seed=0).num_rows == 10 + 15
+    with pytest.raises(ValueError, match="pair count"):
+        curriculum_order(pairs, ("fact:@x",), seed=0)
+
+
 def test_a_vision_language_classifier_is_refused_not_trained_on_text_alone(tmp_path):
     from transformers import Gemma3Config, Gemma3ForSequenceClassification
 
