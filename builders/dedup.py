@@ -14,6 +14,11 @@ duplicates an earlier one when both match:
 
 With `match_images=False` (text-only pools), text alone decides, over the whole pool.
 The first row in dataset order is the one kept.
+
+Beyond the seed, a row can duplicate itself: `repeated_turn` is a question-answer turn
+identical (case, spacing and `<image>` aside) to an earlier turn of the same conversation,
+a generation or merge artefact that a reward model reading one turn at a time cannot see.
+Its `duplicate_of` is its own id.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from align2.builders.schema import IMAGE_TOKEN
 DUPLICATE_EXACT = "duplicate_exact"
 NEAR_DUPLICATE_TEXT = "near_duplicate_text"
 NEAR_DUPLICATE_IMAGE = "near_duplicate_image"
+REPEATED_TURN = "repeated_turn"
 HASH_BITS = 64  # imagehash.phash with hash_size=8
 MINHASH_SCHEME = "affine32"  # fixed, so stored hash values stay comparable across versions
 
@@ -46,6 +52,7 @@ class DedupConfig:
     match_images: bool = True  # False: text alone decides (text-only pools)
     num_perm: int = 64  # MinHash permutations: more is more exact, slower and larger
     seed: int = 1
+    repeated_turns: bool = True  # drop a row that repeats one of its own turns
 
 
 @dataclass(frozen=True)
@@ -58,10 +65,20 @@ class DedupResult:
         return sum(r is not None for r in self.reasons)
 
 
+def _normalise(text: str) -> str:
+    return re.sub(r"\s+", " ", text.replace(IMAGE_TOKEN, "")).strip().lower()
+
+
 def conversation_text(conversations: list[dict]) -> str:
     """Normalised text of a conversation: roles kept, case and spacing folded."""
-    text = "\n".join(f"{t['from']}: {t['value'].replace(IMAGE_TOKEN, '')}" for t in conversations)
-    return re.sub(r"\s+", " ", text).strip().lower()
+    return _normalise("\n".join(f"{t['from']}: {t['value']}" for t in conversations))
+
+
+def repeats_a_turn(conversations: list[dict]) -> bool:
+    """Whether a (question, answer) turn equals an earlier one of the same conversation."""
+    turns = [_normalise(t["value"]) for t in conversations]
+    pairs = list(zip(turns[0::2], turns[1::2], strict=False))
+    return len(set(pairs)) < len(pairs)
 
 
 def _shingles(text: str) -> list[bytes]:
@@ -94,6 +111,7 @@ def fingerprint_batch(batch: dict, *, num_perm: int, seed: int) -> dict:
         "dedup_minhash": [m.hashvalues.tolist() for m in minhashes],
         "dedup_image_sha": image_sha,
         "dedup_phash": phash,
+        "dedup_repeated_turn": [repeats_a_turn(turns) for turns in batch["conversations"]],
     }
 
 
@@ -168,7 +186,9 @@ def find_duplicates(dataset: datasets.Dataset, config: DedupConfig) -> DedupResu
             scheme=MINHASH_SCHEME,
         )
         match = None
-        if key in exact:
+        if config.repeated_turns and h["dedup_repeated_turn"]:
+            match = (REPEATED_TURN, row)
+        elif key in exact:
             match = (DUPLICATE_EXACT, exact[key])
         elif config.match_images:
             match = _image_match(h, mh, images, minhash, text_sha, config)

@@ -32,6 +32,9 @@ class CurationRun:
         return self.curation.ledger
 
 
+DEFAULT_DEDUP = DedupConfig()
+
+
 def run_curation(
     *,
     llava_json: Path,
@@ -40,7 +43,9 @@ def run_curation(
     selection: Selection,
     question_model: str | None = None,
     answer_model: str | None = None,
-    dedup: bool = True,
+    question_revision: str | None = None,
+    answer_revision: str | None = None,
+    dedup: DedupConfig | None = DEFAULT_DEDUP,  # None: no dedup
     truth: Path | None = None,
     engine: str = "local",
     batch_size: int = 64,
@@ -64,11 +69,13 @@ def run_curation(
         scoring=ScoringConfig(
             question_model=question_model,
             answer_model=answer_model,
+            question_revision=question_revision,
+            answer_revision=answer_revision,
             batch_size=batch_size,
             trust_remote_code=trust_remote_code,
         ),
         selection=selection,
-        dedup=DedupConfig() if dedup else None,
+        dedup=dedup,
     )
     curation = curate(dataset, config, out / "work", quarantine.ledger, engine=engine)
     quality = None

@@ -57,6 +57,7 @@ class Dedup(_Strict):
     text_threshold: float | None = Field(0.9, gt=0, le=1)
     image_distance: int | None = Field(4, ge=0, le=32)
     match_images: bool = True
+    repeated_turns: bool = True
 
 
 class Reward(_Strict):

@@ -16,6 +16,7 @@ import datasets
 import yaml
 
 from align2.builders.curate import KEPT_DECISION
+from align2.builders.dedup import DedupConfig
 from align2.builders.demo_pool import DemoPoolConfig, build_demo_pool, write_demo_pool
 from align2.builders.exports import export
 from align2.builders.output import write_json, write_parquet
@@ -111,7 +112,9 @@ def build_release(
         ),
         question_model=None if reward.question_model == "demo" else reward.question_model,
         answer_model=None if reward.answer_model == "demo" else reward.answer_model,
-        dedup=recipe.dedup is not None,
+        question_revision=reward.question_revision,
+        answer_revision=reward.answer_revision,
+        dedup=None if recipe.dedup is None else DedupConfig(**recipe.dedup.model_dump()),
         truth=truth,
         batch_size=reward.batch_size,
     )

@@ -39,6 +39,7 @@ def curate_command(
     trust_remote_code: Annotated[bool, typer.Option(help="Run model code from the Hub.")] = False,
 ) -> None:
     """Keep the best rows of a pool; every row is accounted for in the ledger."""
+    from align2.builders.dedup import DedupConfig
     from align2.builders.pipeline import run_curation
     from align2.builders.select import make_policy
 
@@ -58,7 +59,7 @@ def curate_command(
         question_model=None if question_model == DEMO_MODELS else question_model,
         answer_model=None if answer_model == DEMO_MODELS else answer_model,
         selection=make_policy(policy, **options),
-        dedup=dedup,
+        dedup=DedupConfig() if dedup else None,
         truth=truth,
         engine=engine,
         batch_size=batch_size,

@@ -85,3 +85,29 @@ def test_text_only_mode_matches_across_images(tmp_path):
         "duplicate_exact",
         None,
     ]
+
+
+def test_a_row_repeating_its_own_turn_is_dropped(tmp_path):
+    _photo(2).save(tmp_path / "p.png")
+    turns = [
+        ("<image>\nWhat colour is the square?", "Red."),
+        ("Is it large?", "Yes."),
+        ("What colour is the  square?", "red."),  # the first turn again: case, spacing, <image>
+    ]
+    repeated = _row("r", str(tmp_path / "p.png"), "")
+    repeated["conversations"] = [
+        {"from": role, "value": text} for q, a in turns for role, text in (("human", q), ("gpt", a))
+    ]
+    same_question = _row("s", str(tmp_path / "other.png"), "")
+    same_question["conversations"] = [  # a question asked twice, answered differently: kept
+        {"from": "human", "value": "<image>\nIs it large?"},
+        {"from": "gpt", "value": "Yes."},
+        {"from": "human", "value": "Is it large?"},
+        {"from": "gpt", "value": "Yes, it fills most of the picture."},
+    ]
+    _photo(3).save(tmp_path / "other.png")
+    ds = datasets.Dataset.from_list([repeated, same_question], features=FEATURES)
+    result = find_duplicates(ds, DedupConfig())
+    assert result.reasons == ["repeated_turn", None]
+    assert result.duplicate_of == ["r", None]
+    assert find_duplicates(ds, DedupConfig(repeated_turns=False)).reasons == [None, None]
