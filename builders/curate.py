@@ -11,6 +11,7 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import pyarrow as pa
 
 from align2.builders.dedup import DedupConfig, find_duplicates
 from align2.builders.ledger import Ledger
@@ -52,7 +53,15 @@ def decide(scored: datasets.Dataset, selection: Selection) -> list[str | None]:
         name: table[name].to_numpy()
         for name in ("id", "type", "style", "question_score", "answer_score")
     }
+    columns["answer_min_score"] = weakest_turn(table["answer_scores"])
     return reason_names(select(selection, columns))
+
+
+def weakest_turn(answer_scores: pa.ChunkedArray) -> np.ndarray:
+    """Each row's lowest turn score (every scored row has at least one turn)."""
+    lists = answer_scores.combine_chunks()
+    offsets = lists.offsets.to_numpy()  # of a slice, they start where the slice does
+    return np.minimum.reduceat(lists.flatten().to_numpy(), offsets[:-1] - offsets[0])
 
 
 ENGINES = ("local", "ray")

@@ -74,6 +74,7 @@ class Selection(_Strict):
     answer_ratio: float | None = Field(None, gt=0, le=1)
     budget: int | None = Field(None, ge=0)
     ratio: float | None = Field(None, gt=0, le=1)
+    candidate_share: float | None = Field(None, gt=0, le=1)  # budget: see BudgetSelection
     min_score: float | None = None
     k: int | None = Field(None, ge=0)
     seed: int | None = None

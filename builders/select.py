@@ -137,12 +137,21 @@ class BudgetSelection:
     """mmSSR's sampler: capabilities round-robin, each gets remaining/num_caps; candidates
     above `threshold` best first, bucketed by style; bins visited smallest first with quota
     budget/num_bins, the shortfall carried to the next bin; chosen items leave the pool;
-    repeat until the budget is filled or nothing is left."""
+    repeat until the budget is filled or nothing is left.
+
+    Two choices of ours. Candidates are also only the best `candidate_share` of the pool
+    (never fewer than the budget): a scale-free `threshold`, for reward scores that have no
+    absolute meaning. Without it, equal quotas fill a small style bin whatever its rows
+    score, and defects cluster in small bins (markup debris and refusals style as short
+    answers): on the demo pool at 30% the kept set had 0.66x random's defect rate, with the
+    best half 0.2x. And rows rank by their weakest answer turn: one broken turn spoils a
+    training sample however good the others are."""
 
     budget: int | None = None
     ratio: float | None = None
     threshold: float = -math.inf
-    score: str = "answer_score"  # the score column that ranks candidates
+    candidate_share: float = 0.5  # 1.0: every row above `threshold` is a candidate
+    score: str = "answer_min_score"  # the score column that ranks candidates
 
 
 def select_budget(ids, scores, styles, config: BudgetSelection, capabilities=None):
@@ -151,6 +160,9 @@ def select_budget(ids, scores, styles, config: BudgetSelection, capabilities=Non
     budget = _budget(n, config.budget, config.ratio)
     styles = _codes(styles)  # integers: every later comparison is cheap
     eligible = np.flatnonzero(scores > config.threshold)
+    if config.candidate_share < 1.0:
+        best = rank(scores, ids, eligible)[: max(budget, _count(config.candidate_share, n))]
+        eligible = np.sort(best)
     # Each pool stays ranked best first; taking items out keeps that order.
     if capabilities is None:
         pools = [rank(scores, ids, eligible)]
@@ -169,7 +181,7 @@ def select_budget(ids, scores, styles, config: BudgetSelection, capabilities=Non
             chosen.append(picked)
             filled += len(picked)
             pools[cap] = pools[cap][~np.isin(pools[cap], picked)]
-    reasons = np.full(n, BELOW_THRESHOLD, dtype=np.int8)
+    reasons = np.full(n, BELOW_THRESHOLD, dtype=np.int8)  # not a candidate
     reasons[eligible] = OVER_BUDGET
     if chosen:
         reasons[np.concatenate(chosen)] = KEPT
@@ -194,7 +206,8 @@ Selection = Align2Selection | BudgetSelection | ThresholdSelection | TopKSelecti
 
 def select(policy: Selection, columns: dict) -> np.ndarray:
     """Run `policy` over a scored table's columns: id, type, style, question_score,
-    answer_score (numpy arrays or sequences). Returns one reason code per row."""
+    answer_score, answer_min_score (numpy arrays or sequences). Returns one reason code per
+    row."""
     ids = _array(columns["id"])
     if isinstance(policy, Align2Selection):
         q, a = columns["question_score"], columns["answer_score"]

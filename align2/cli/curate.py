@@ -27,6 +27,10 @@ def curate_command(
     answer_ratio: Annotated[float | None, typer.Option(help="align2: stage-2 share.")] = None,
     budget: Annotated[int | None, typer.Option(help="budget/random: rows to keep.")] = None,
     ratio: Annotated[float | None, typer.Option(help="budget/random: share to keep.")] = None,
+    candidate_share: Annotated[
+        float | None,
+        typer.Option(help="budget: balance styles among this best share (default 0.5)."),
+    ] = None,
     min_score: Annotated[float | None, typer.Option(help="threshold: minimum score.")] = None,
     k: Annotated[int | None, typer.Option(help="top-k: rows to keep.")] = None,
     seed: Annotated[int | None, typer.Option(help="random: seed.")] = None,
@@ -48,6 +52,7 @@ def curate_command(
         answer_ratio=answer_ratio,
         budget=budget,
         ratio=ratio,
+        candidate_share=candidate_share,
         min_score=min_score,
         k=k,
         seed=seed,

@@ -45,6 +45,9 @@ def test_every_row_is_kept_dropped_or_quarantined(tmp_path, small_pool, tiny_mod
     assert ledger.total == 62
     assert ledger.quarantined == {"image_missing": 1}
     assert ledger.dropped["duplicate_exact"] == 1
+    truth = [json.loads(line) for line in (pool / "truth.jsonl").read_text().splitlines()]
+    repeats = sum("repeated_turns" in t["defects"] for t in truth)
+    assert repeats and ledger.dropped["repeated_turn"] == repeats
     assert ledger.kept + ledger.n_dropped == 61
     scored = run.curation.scored
     assert len(scored) == 61
@@ -61,7 +64,7 @@ def test_every_row_is_kept_dropped_or_quarantined(tmp_path, small_pool, tiny_mod
     assert "image" not in everything.column_names and len(everything) == 61
     assert json.loads((out / "ledger.json").read_text()) == ledger.to_dict()
     quality = json.loads((out / "quality.json").read_text())
-    assert quality["kept"] == ledger.kept and quality["rows"] == 60
+    assert quality["kept"] == ledger.kept and quality["rows"] == 60 - repeats  # the scored rows
     assert (out / "quarantine.jsonl").read_text().count("image_missing") == 1
 
 
@@ -91,3 +94,11 @@ def test_ray_and_local_engines_keep_the_same_rows(tmp_path, small_pool, tiny_mod
     assert ray.scored["decision"] == local.scored["decision"]
     assert ray.scored["answer_score"] == pytest.approx(local.scored["answer_score"], abs=1e-5)
     assert ray.ledger == local.ledger
+
+
+def test_weakest_turn_reads_list_scores_of_a_selected_table():
+    from align2.builders.curate import weakest_turn
+
+    table = datasets.Dataset.from_dict({"answer_scores": [[1.0, 2.0], [0.5], [3.0, -1.0], [7.0]]})
+    picked = table.select([2, 0, 3]).with_format("arrow")  # an indices mapping, reordered
+    assert weakest_turn(picked["answer_scores"]).tolist() == [-1.0, 1.0, 7.0]

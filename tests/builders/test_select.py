@@ -72,7 +72,7 @@ def test_budget_visits_small_style_bins_first_and_carries_shortfall():
     ids = [f"i{i}" for i in range(9)]
     styles = ["yes/no", "comparison", "comparison"] + ["short description"] * 6
     scores = [0.1, 0.2, 0.3, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4]
-    reasons = select_budget(ids, scores, styles, BudgetSelection(budget=6))
+    reasons = select_budget(ids, scores, styles, BudgetSelection(budget=6, candidate_share=1.0))
     assert kept(ids, reasons) == ["i0", "i1", "i2", "i3", "i4", "i5"]
 
 
@@ -82,12 +82,34 @@ def test_budget_round_robins_capabilities_and_respects_the_threshold():
     scores = [0.9, 0.05, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4]
     styles = ["word/short-phrase"] * 8
     reasons = select_budget(
-        ids, scores, styles, BudgetSelection(budget=4, threshold=0.1), capabilities=caps
+        ids,
+        scores,
+        styles,
+        BudgetSelection(budget=4, threshold=0.1, candidate_share=1.0),
+        capabilities=caps,
     )
     # each capability gets 2; ocr has one above the threshold, its shortfall goes to spatial.
     assert kept(ids, reasons) == ["i0", "i2", "i3", "i4"]
     assert reason_names(reasons)[1] == "below_threshold"
     assert reason_names(reasons)[7] == "over_budget"
+
+
+def test_budget_balances_styles_among_the_best_share_only():
+    # A small bin of poor rows ("yes/no") is not filled just because it is small: with the
+    # best half as candidates (5 of 10), it offers one row; the rest of the budget comes from
+    # the large bin's best.
+    ids = [f"i{i}" for i in range(10)]
+    styles = ["yes/no"] * 3 + ["short description"] * 7
+    scores = [0.6, 0.1, 0.0, 0.9, 0.8, 0.7, 0.5, 0.4, 0.3, 0.2]
+    policy = BudgetSelection(budget=4)
+    assert kept(ids, select_budget(ids, scores, styles, policy)) == ["i0", "i3", "i4", "i5"]
+    reasons = reason_names(select_budget(ids, scores, styles, policy))
+    assert reasons[1] == "below_threshold" and reasons[6] == "over_budget"
+    balanced = BudgetSelection(budget=4, candidate_share=1.0)  # mmSSR's quotas alone
+    assert kept(ids, select_budget(ids, scores, styles, balanced)) == ["i0", "i1", "i3", "i4"]
+    # Never fewer candidates than the budget.
+    everything = select_budget(ids, scores, styles, BudgetSelection(budget=8))
+    assert len(kept(ids, everything)) == 8
 
 
 @pytest.mark.parametrize(
