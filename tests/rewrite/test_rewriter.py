@@ -99,3 +99,28 @@ def test_questions_can_be_left_alone(tmp_path, tiny_lm):
                 assert decision != "skipped"
     report = rewrite_report(out["rewrite_decisions"])
     assert report["skipped"] == sum(len(c) // 2 for c in ds["conversations"])
+
+
+def test_a_batch_sharing_a_prefix_generates_what_each_prompt_alone_does(tiny_lm):
+    import torch
+
+    from align2.rewrite.generation import LLM, generate_batch, shared_prefix
+
+    llm = LLM(tiny_lm)
+    model, tokenizer = llm.load()
+    system = "You rewrite text. Keep every fact."
+    prompts = [
+        llm.chat(system, user)
+        for user in ("Rewrite: The circle is red.", "Rewrite: No.", "Rewrite: A big blue square.")
+    ]
+    config = GenerationConfig(max_new_tokens=8, bf16="off")
+    alone = []
+    for prompt in prompts:  # the reference: plain `generate`, one unpadded prompt at a time
+        ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+        with torch.inference_mode():
+            out = model.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=0)
+        alone.append(tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip())
+    assert generate_batch(llm, prompts, config) == alone
+    token_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    assert shared_prefix(token_ids) > 10  # the system prompt and chat markup
+    assert shared_prefix([[1, 2, 3], [1, 2]]) == 1  # each row keeps a token of its own
