@@ -159,16 +159,16 @@ def select_budget(ids, scores, styles, config: BudgetSelection, capabilities=Non
     n = len(ids)
     budget = _budget(n, config.budget, config.ratio)
     styles = _codes(styles)  # integers: every later comparison is cheap
-    eligible = np.flatnonzero(scores > config.threshold)
+    candidates = rank(scores, ids, np.flatnonzero(scores > config.threshold))
     if config.candidate_share < 1.0:
-        best = rank(scores, ids, eligible)[: max(budget, _count(config.candidate_share, n))]
-        eligible = np.sort(best)
-    # Each pool stays ranked best first; taking items out keeps that order.
+        candidates = candidates[: max(budget, _count(config.candidate_share, n))]
+    # Each pool stays ranked best first (a group's members keep their order); taking items
+    # out keeps that order.
     if capabilities is None:
-        pools = [rank(scores, ids, eligible)]
+        pools = [candidates]
     else:
-        caps = _codes(capabilities)[eligible]
-        pools = [rank(scores, ids, eligible[members]) for members in _groups(caps)]
+        caps = _codes(capabilities)[candidates]
+        pools = [candidates[members] for members in _groups(caps)]
     chosen: list[np.ndarray] = []
     filled = 0
     while filled < budget and any(len(p) for p in pools):
@@ -182,7 +182,7 @@ def select_budget(ids, scores, styles, config: BudgetSelection, capabilities=Non
             filled += len(picked)
             pools[cap] = pools[cap][~np.isin(pools[cap], picked)]
     reasons = np.full(n, BELOW_THRESHOLD, dtype=np.int8)  # not a candidate
-    reasons[eligible] = OVER_BUDGET
+    reasons[candidates] = OVER_BUDGET
     if chosen:
         reasons[np.concatenate(chosen)] = KEPT
     return reasons
