@@ -145,6 +145,15 @@ def _inputs_after_prefix(token_ids: list[list[int]], prefix: int, pad_id: int, d
     return torch.tensor(input_ids, device=device), torch.tensor(mask, device=device)
 
 
+def _attention_only(model) -> bool:
+    """Whether every layer is full attention over a default KV cache: padding between the
+    prefix and a row's own tokens is then invisible. Recurrent or linear-attention layers
+    (and their custom caches) would run through it, so those models get plain left padding."""
+    layer_types = getattr(model.config, "layer_types", None) or ["full_attention"]
+    supports = getattr(model, "_supports_default_dynamic_cache", lambda: False)
+    return supports() and set(layer_types) == {"full_attention"}
+
+
 @torch.inference_mode()
 def generate_batch(
     llm: LLM, prompts: list[str], config: GenerationConfig, budgets: list[int] | None = None
@@ -160,7 +169,7 @@ def generate_batch(
     budgets = budgets or [config.max_new_tokens] * len(prompts)
     model, tokenizer = llm.load()
     token_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
-    prefix = shared_prefix(token_ids)
+    prefix = shared_prefix(token_ids) if _attention_only(model) else 0  # 0: plain left padding
     input_ids, attention_mask = _inputs_after_prefix(
         token_ids, prefix, tokenizer.pad_token_id, model.device
     )
@@ -174,14 +183,16 @@ def generate_batch(
     )
     bf16 = use_bf16(config.bf16, on_cpu=True)
     with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
-        cache = DynamicCache(config=model.config)
+        shared = {}
         if prefix:
+            cache = DynamicCache(config=model.config)
             model(input_ids=input_ids[:1, :prefix], past_key_values=cache, use_cache=True)
             cache.batch_repeat_interleave(len(prompts))
+            shared["past_key_values"] = cache
         output = model.generate(
             input_ids=input_ids,
             attention_mask=attention_mask,
-            past_key_values=cache,
+            **shared,
             max_new_tokens=max(budgets),
             pad_token_id=tokenizer.pad_token_id,
             **sampling,
