@@ -165,7 +165,8 @@ def generate_batch(
     follow it, padded in between (positions come from the attention mask, so each row sees
     exactly its own prompt). `budgets` caps each prompt's new tokens (default:
     config.max_new_tokens). The batch runs to its largest budget and each output is cut at
-    its own, so a prompt's text does not depend on which prompts shared its batch."""
+    its own, so a prompt's length cap does not depend on which prompts shared its batch (nor
+    does its float32 text; bfloat16 rounding can vary with the batch's shapes)."""
     budgets = budgets or [config.max_new_tokens] * len(prompts)
     model, tokenizer = llm.load()
     token_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
