@@ -4,8 +4,10 @@ the last non-pad token.
 - `tiny-vlm`: the embedded vision default (random init, SmolLM2's tokenizer), see tiny_vlm.py
 - `tiny-text`: a 2-layer Llama classifier built from a config (tests, smoke runs)
 - `smollm2`: the embedded SmolLM2-135M as a text classifier
-- a `.gguf` file, a local folder or a Hub id: `AutoModelForSequenceClassification`
-  (causal LMs, and VLM classifiers such as Gemma3ForSequenceClassification)
+- a `.gguf` file, a local folder or a Hub id: `AutoModelForSequenceClassification`: causal
+  LMs read the text alone; vision-language models (Gemma3ForSequenceClassification,
+  Qwen3_5ForSequenceClassification, LLaVA + score head from reward/llava.py) read it with the
+  image through their own processor (`AutoProcessor`)
 """
 
 from __future__ import annotations
@@ -18,18 +20,23 @@ from pathlib import Path
 
 import torch
 from huggingface_hub import snapshot_download
+from PIL import Image
 from transformers import (
     AutoModelForSequenceClassification,
+    AutoProcessor,
     AutoTokenizer,
+    BatchFeature,
     LlamaConfig,
     LlamaForSequenceClassification,
     PreTrainedModel,
     PreTrainedTokenizerBase,
+    ProcessorMixin,
 )
 
 from align2.builders.schema import IMAGE_TOKEN
 from align2.embedded import SMOLLM2, smollm2_model_path, smollm2_tokenizer_path
 from align2.errors import Align2Error
+from align2.reward.llava import LlavaForSequenceClassification  # noqa: F401 (registers it)
 from align2.reward.tiny_vlm import (
     TinyVLMConfig,
     TinyVLMForSequenceClassification,
@@ -44,8 +51,39 @@ WEIGHTS = ("*.json", "*.safetensors")  # what decides a saved model's scores
 class Backbone:
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
-    image_processor: Callable[[list], torch.Tensor] | None  # None: a text-only model
+    image_processor: Callable[[list], torch.Tensor] | None  # tiny-vlm: images -> pixel values
     name: str
+    processor: ProcessorMixin | None = None  # a Hub VLM's: expands image placeholders
+
+    @property
+    def sees_images(self) -> bool:
+        return self.image_processor is not None or self.processor is not None
+
+    def processor_inputs(
+        self, texts: list[str], images: list[Image.Image], *, padding: bool = True
+    ) -> BatchFeature:
+        """A Hub VLM's inputs, right-padded: the templates' `<image>` becomes the processor's
+        placeholder, which it expands to as many image tokens as the model's vision tower
+        gives (pixel values, and token types or grid sizes where the model needs them)."""
+        placeholder = image_placeholder(self.processor)
+        return self.processor(
+            text=[text.replace(IMAGE_TOKEN, placeholder) for text in texts],
+            images=[[image.convert("RGB")] for image in images],
+            padding=padding,
+            padding_side="right",
+            return_tensors="pt" if padding else None,
+        )
+
+    def save_preprocessing(self, folder: str | Path) -> None:
+        (self.processor or self.tokenizer).save_pretrained(folder)
+
+
+def image_placeholder(processor: ProcessorMixin) -> str:
+    """What a processor expands into one image's tokens: `<image>` (LLaVA),
+    `<start_of_image>` (Gemma3), `<|vision_start|><|image_pad|><|vision_end|>` (Qwen-VL)."""
+    start = getattr(processor, "vision_start_token", "") or ""
+    end = getattr(processor, "vision_end_token", "") or ""
+    return start + processor.image_token + end
 
 
 def _tokenizer_with_image_token() -> PreTrainedTokenizerBase:
@@ -112,29 +150,40 @@ def build_backbone(
     else:
         path = name
     model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
-    _require_image_support(model, name)
-    tokenizer = AutoTokenizer.from_pretrained(
-        path, revision=kwargs.get("revision"), trust_remote_code=trust_remote_code
-    )
-    return Backbone(_with_pad(model, tokenizer), tokenizer, image_processor_for(model), name)
+    return _loaded(model, path, name, kwargs.get("revision"), trust_remote_code)
 
 
-def _require_image_support(model: PreTrainedModel, name: str) -> None:
-    """A VLM classifier (Gemma3, Qwen3.5, LLaVA + score head) would silently train and score on
-    text alone: its image inputs (the processor's expanded image tokens and pixel values) are
-    not wired yet, so refuse it rather than give a model that never saw an image."""
-    if image_processor_for(model) is None and hasattr(model.config, "vision_config"):
-        raise Align2Error(
-            f"{name} is a vision-language model ({type(model).__name__}); align2 feeds images "
-            "only to `tiny-vlm` so far. Use --backbone tiny-vlm, or a text-only causal LM "
-            "(which scores the text alone)"
-        )
+def _loaded(
+    model: PreTrainedModel,
+    path: str | Path,
+    name: str,
+    revision: str | None,
+    trust_remote_code: bool,
+) -> Backbone:
+    """A loaded classifier with its tokenizer, and its processor if it is a Hub VLM."""
+    options = {"revision": revision, "trust_remote_code": trust_remote_code}
+    image_processor = image_processor_for(model)
+    if image_processor is None and hasattr(model.config, "vision_config"):
+        processor = AutoProcessor.from_pretrained(path, **options)
+        if not isinstance(processor, ProcessorMixin) or not hasattr(processor, "image_token"):
+            # Without one the model would train and score on text alone, never seeing an image.
+            raise Align2Error(
+                f"{name} is a vision-language model ({type(model).__name__}) but its processor "
+                f"({type(processor).__name__}) has no image token to place the image with"
+            )
+        tokenizer = processor.tokenizer
+    else:
+        processor, tokenizer = None, AutoTokenizer.from_pretrained(path, **options)
+    return Backbone(_with_pad(model, tokenizer), tokenizer, image_processor, name, processor)
 
 
 def _with_pad(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    # The classifier reads its score at the last non-pad token; composite (VLM) configs keep
+    # the pad id in their text config.
     model.config.pad_token_id = tokenizer.pad_token_id
+    model.config.get_text_config().pad_token_id = tokenizer.pad_token_id
     return model
 
 
@@ -145,12 +194,8 @@ def load_reward_model(
     model = AutoModelForSequenceClassification.from_pretrained(
         path, revision=revision, use_safetensors=True, trust_remote_code=trust_remote_code
     )
-    tokenizer = AutoTokenizer.from_pretrained(
-        path, revision=revision, trust_remote_code=trust_remote_code
-    )
-    _require_image_support(model, str(path))
     model.eval()
-    return Backbone(_with_pad(model, tokenizer), tokenizer, image_processor_for(model), str(path))
+    return _loaded(model, path, str(path), revision, trust_remote_code)
 
 
 def model_fingerprint(path: str | Path, revision: str | None = None) -> str:

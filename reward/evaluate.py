@@ -16,7 +16,7 @@ def evaluate_pairs(backbone: Backbone, pairs: datasets.Dataset, *, batch_size: i
     kinds = pairs["kind"]
     texts = render_pairs(pairs.select_columns(["kind", "prompt", "chosen", "rejected"]).to_dict())
     chosen, rejected = texts["chosen"], texts["rejected"]
-    images = list(pairs["image"]) if backbone.image_processor is not None else None
+    images = list(pairs["image"]) if backbone.sees_images else None
     both = score_texts(
         backbone,
         chosen + rejected,

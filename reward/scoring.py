@@ -54,20 +54,23 @@ def score_texts(
         order = np.argsort([len(x) for x in ids], kind="stable")
     else:
         order = np.arange(len(ids))
+    if backbone.sees_images and images is None:
+        raise ValueError(f"{backbone.name} is a vision model: pass one image per text")
     scores = np.empty(len(texts), dtype=np.float32)
     for start in range(0, len(order), batch_size):
         index = order[start : start + batch_size]
-        batch = tokenizer.pad(
-            {"input_ids": [ids[i] for i in index]},
-            padding=True,
-            padding_side="right",
-            return_tensors="pt",
-        )
+        if backbone.processor is not None:
+            batch = backbone.processor_inputs([texts[i] for i in index], [images[i] for i in index])
+        else:
+            batch = tokenizer.pad(
+                {"input_ids": [ids[i] for i in index]},
+                padding=True,
+                padding_side="right",
+                return_tensors="pt",
+            )
+            if backbone.image_processor is not None:
+                batch["pixel_values"] = backbone.image_processor([images[i] for i in index])
         inputs = {k: v.to(device) for k, v in batch.items()}
-        if backbone.image_processor is not None:
-            if images is None:
-                raise ValueError(f"{backbone.name} is a vision model: pass one image per text")
-            inputs["pixel_values"] = backbone.image_processor([images[i] for i in index]).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(**inputs).logits.squeeze(-1).float().cpu().numpy()
         scores[index] = logits

@@ -1,13 +1,15 @@
 """Train a question or answer reward model with TRL.
 
 Text backbones go through `trl.RewardTrainer` as it is (TRL renders nothing: we pass the
-seed's templates as plain text). Vision backbones go through `VisionRewardTrainer` with
-pre-tokenised ids and the image column kept for the collator.
+seed's templates as plain text). Vision backbones go through `VisionRewardTrainer` with the
+image column kept for the collator: `tiny-vlm` with pre-tokenised ids (one image per pair),
+Hub VLMs with the rendered text, which their processor encodes with the image per batch.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,9 +21,14 @@ from trl import RewardConfig, RewardTrainer
 from align2.errors import Align2Error
 from align2.reward.backbones import Backbone, build_backbone
 from align2.reward.templates import KINDS, render_pairs
-from align2.reward.trainer import VisionPreferenceCollator, VisionRewardTrainer
+from align2.reward.trainer import (
+    ProcessorPreferenceCollator,
+    VisionPreferenceCollator,
+    VisionRewardTrainer,
+)
 
 METADATA_FILE = "align2_reward.json"
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -58,8 +65,20 @@ def prepare_pairs(
     stays for the curriculum and is dropped by the trainer."""
     rendered = pairs.map(render_pairs, batched=True, desc="rendering templates")
     drop = ["id", "kind", "prompt"] + ([] if use_margin else ["margin"])
-    if backbone.image_processor is None:
+    if not backbone.sees_images:
         return rendered.remove_columns(drop + ["image"])
+    if backbone.processor is not None:
+        # The collator encodes text and image together; these ids (image tokens expanded)
+        # only let TRL drop the pairs over `max_length`.
+        def measure(batch):
+            return {
+                side + "_ids": backbone.processor_inputs(
+                    batch[side], batch["image"], padding=False
+                )["input_ids"]
+                for side in ("chosen", "rejected")
+            }
+
+        return rendered.map(measure, batched=True, desc="encoding with images").remove_columns(drop)
     tokenizer = backbone.tokenizer
 
     def tokenize(batch):
@@ -159,7 +178,10 @@ def train_reward_model(
     if config.curriculum:
         train_set = curriculum_order(train_set, config.curriculum, config.seed)
     train_set = train_set.remove_columns("subset")
-    if backbone.image_processor is not None:
+    if backbone.processor is not None:
+        trainer_cls = VisionRewardTrainer
+        collator = ProcessorPreferenceCollator(backbone.processor_inputs)
+    elif backbone.image_processor is not None:
         trainer_cls = VisionRewardTrainer
         collator = VisionPreferenceCollator(
             pad_token_id=backbone.tokenizer.pad_token_id, image_processor=backbone.image_processor
@@ -174,18 +196,34 @@ def train_reward_model(
         data_collator=collator,
         peft_config=_peft_config(config),
     )
+    # TRL leaves out pairs longer than max_length (image tokens count): say so, and refuse
+    # to train on nothing.
+    too_long = len(train_set) - len(trainer.train_dataset)
+    if too_long == len(train_set):
+        raise Align2Error(
+            f"every pair is longer than max_length={config.max_length} tokens (a VLM's image "
+            "tokens count too): raise --max-length"
+        )
+    if too_long:
+        logger.warning(
+            "%d of %d training pairs are longer than max_length=%d tokens and are left out",
+            too_long,
+            len(train_set),
+            config.max_length,
+        )
     trainer.train()
     model = trainer.model
     if config.lora_r is not None:
         model = model.merge_and_unload()  # one self-contained safetensors model to score with
     model.save_pretrained(output_dir, safe_serialization=True)
-    backbone.tokenizer.save_pretrained(output_dir)
+    backbone.save_preprocessing(output_dir)
     trainer.create_model_card(model_name=Path(output_dir).name)
     metadata = {
         "kind": config.kind,
         "training": asdict(config),
         **(provenance or {}),
         "train_pairs": len(pairs),
+        "pairs_over_max_length": too_long,
         "log": [e for e in trainer.state.log_history if "loss" in e],
     }
     (Path(output_dir) / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")

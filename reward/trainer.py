@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from trl import RewardTrainer
 from trl.trainer.reward_trainer import DataCollatorForPreference
 
@@ -25,9 +26,27 @@ class VisionPreferenceCollator(DataCollatorForPreference):
         return batch
 
 
+@dataclass
+class ProcessorPreferenceCollator:
+    """A Hub VLM's batch, in TRL's layout (the B chosen sequences, then the B rejected): the
+    processor encodes each rendered text with its pair's image (expanded image tokens, pixel
+    values, token types where the model needs them), the same call that scores them later."""
+
+    encode: Callable[[list[str], list], Any]
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        texts = [e["chosen"] for e in examples] + [e["rejected"] for e in examples]
+        batch = dict(self.encode(texts, [e["image"] for e in examples] * 2))
+        if "margin" in examples[0]:
+            batch["margin"] = torch.tensor([e["margin"] for e in examples], dtype=torch.float)
+        return batch
+
+
 class VisionRewardTrainer(RewardTrainer):
-    """RewardTrainer whose datasets keep their `image` column for the collator."""
+    """RewardTrainer whose datasets keep their `image` column (and for Hub VLMs the rendered
+    text) for the collator."""
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
-            self._signature_columns = ["chosen_ids", "rejected_ids", "margin", "image"]
+            columns = ["chosen_ids", "rejected_ids", "margin", "image", "chosen", "rejected"]
+            self._signature_columns = columns

@@ -37,3 +37,77 @@ def release_recipe(tmp_path: Path, tiny_models, tiny_lm, **changes) -> Path:
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def save_tiny_hub_vlm(kind: str, folder: Path) -> Path:
+    """A tiny VLM saved as the Hub holds it (the generative model and its processor, 64 px
+    images), built from configs with SmolLM2's tokenizer: `gemma3` or `llava`."""
+    import torch
+    from transformers import (
+        AutoTokenizer,
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
+        Gemma3ImageProcessor,
+        Gemma3Processor,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+        SiglipImageProcessor,
+        SiglipVisionConfig,
+    )
+
+    from align2.embedded import smollm2_tokenizer_path
+
+    torch.manual_seed(0)
+    size, patch = 64, 8
+    layers = {"num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128}
+    pixels = {"size": {"height": size, "width": size}, "image_mean": [0.5] * 3}
+    pixels["image_std"] = [0.5] * 3
+    vision = {"hidden_size": 64, "image_size": size, "patch_size": patch, **layers}
+    if kind == "gemma3":
+        special = {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>"}
+        tokenizer = AutoTokenizer.from_pretrained(
+            smollm2_tokenizer_path(), extra_special_tokens={**special, "image_token": "<img>"}
+        )
+        processor = Gemma3Processor(Gemma3ImageProcessor(**pixels), tokenizer, image_seq_length=16)
+        text = {"vocab_size": len(tokenizer), "hidden_size": 64, "head_dim": 16, **layers}
+        config = Gemma3Config(
+            text_config={**text, "num_key_value_heads": 2, "pad_token_id": tokenizer.pad_token_id},
+            vision_config=vision,
+            mm_tokens_per_image=16,
+            boi_token_index=tokenizer.boi_token_id,
+            eoi_token_index=tokenizer.eoi_token_id,
+            image_token_index=tokenizer.image_token_id,
+        )
+        model = Gemma3ForConditionalGeneration(config)
+    elif kind == "llava":
+        tokenizer = AutoTokenizer.from_pretrained(
+            smollm2_tokenizer_path(), extra_special_tokens={"image_token": "<image>"}
+        )
+        # SigLIP has no CLS token: every patch is an image token ("full").
+        processor = LlavaProcessor(
+            SiglipImageProcessor(**pixels),
+            tokenizer,
+            patch_size=patch,
+            vision_feature_select_strategy="full",
+        )
+        config = LlavaConfig(
+            vision_config=SiglipVisionConfig(**vision),
+            text_config=LlamaConfig(
+                vocab_size=len(tokenizer),
+                hidden_size=64,
+                num_key_value_heads=2,
+                pad_token_id=tokenizer.pad_token_id,
+                **layers,
+            ),
+            image_token_index=tokenizer.image_token_id,
+            vision_feature_select_strategy="full",
+            vision_feature_layer=-1,
+        )
+        model = LlavaForConditionalGeneration(config)
+    else:
+        raise ValueError(kind)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder

@@ -44,6 +44,9 @@ def train(
     batch_size: Annotated[int, typer.Option(help="Pairs per step.")] = 32,
     learning_rate: Annotated[float, typer.Option()] = 3e-4,
     lora_r: Annotated[int | None, typer.Option(help="LoRA rank (alpha = 2r).")] = None,
+    max_length: Annotated[
+        int, typer.Option(help="Longest pair in tokens, a VLM's image tokens included.")
+    ] = 256,
     use_margin: Annotated[bool, typer.Option(help="Use score gaps in the loss.")] = False,
     augment_p: Annotated[float, typer.Option(help="Corruption augmentation rate.")] = 0.25,
     seed: Annotated[int, typer.Option()] = 0,
@@ -60,6 +63,7 @@ def train(
         batch_size=batch_size,
         learning_rate=learning_rate,
         lora_r=lora_r,
+        max_length=max_length,
         use_margin=use_margin,
         seed=seed,
         trust_remote_code=trust_remote_code,

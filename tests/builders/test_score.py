@@ -11,13 +11,14 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pytest
+from helpers import save_tiny_hub_vlm
 
 from align2.builders.demo_pool import DemoPoolConfig, build_demo_pool, write_demo_pool
 from align2.builders.schema import FEATURES
 from align2.builders.score import ScoringConfig, score_dataset
 from align2.builders.sources import LlavaJsonSource, load_canonical
 from align2.builders.validate import Quarantine, ValidationConfig
-from align2.reward.backbones import load_reward_model
+from align2.reward.backbones import build_backbone, load_reward_model
 from align2.reward.scoring import score_texts
 from align2.reward.templates import answer_text, question_text
 
@@ -115,3 +116,21 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_models)
     uninterrupted = score_dataset(ds, config, tmp_path / "clean")
     assert _scores(resumed) == _scores(uninterrupted)
     assert resumed["id"] == ds["id"]
+
+
+def test_a_hub_vlm_reward_model_scores_each_row_with_its_image(tmp_path, small_pool):
+    """A Hub VLM classifier (a tiny LLaVA + score head, its processor saved beside it) scores
+    through the map pipeline: each row in a padded batch as it scores alone, with its image."""
+    backbone = build_backbone(str(save_tiny_hub_vlm("llava", tmp_path / "hub")))
+    model_dir = tmp_path / "rm"
+    backbone.model.save_pretrained(model_dir)
+    backbone.save_preprocessing(model_dir)
+    ds = _load(small_pool).select(range(12))
+    scored = score_dataset(ds, ScoringConfig(str(model_dir), str(model_dir)), tmp_path / "cache")
+    reward_model = load_reward_model(model_dir)
+    alone = []
+    for row in ds:
+        humans = [t["value"] for t in row["conversations"] if t["from"] == "human"]
+        alone.append(score_texts(reward_model, [question_text(humans)], [row["image"]])[0])
+    assert scored["question_score"] == pytest.approx(alone, abs=1e-4)
+    assert len(set(np.round(alone, 4))) > 6  # images and texts differ: so do the scores

@@ -1,17 +1,24 @@
 """Tiny text and vision reward models train through TRL on the CPU in seconds."""
 
 import json
+from dataclasses import replace
 
 import datasets
 import numpy as np
 import pytest
 import torch
+from helpers import save_tiny_hub_vlm
 from PIL import Image
+from safetensors.torch import load_file
+from transformers import AutoModelForImageTextToText
 
+from align2.errors import Align2Error
 from align2.reward.annotations import PREFERENCE_FEATURES
 from align2.reward.backbones import build_backbone, load_reward_model
 from align2.reward.evaluate import evaluate_pairs
 from align2.reward.pipeline import train_and_evaluate
+from align2.reward.scoring import score_texts
+from align2.reward.templates import answer_text
 from align2.reward.train import METADATA_FILE, RewardTrainingConfig, train_reward_model
 
 COLORS = {"red": (230, 20, 20), "blue": (20, 20, 230), "green": (20, 200, 20)}
@@ -200,35 +207,49 @@ def test_curriculum_stage_cap_takes_a_seeded_sample():
         curriculum_order(pairs, ("fact:@x",), seed=0)
 
 
-def test_a_vision_language_classifier_is_refused_not_trained_on_text_alone(tmp_path):
-    from transformers import Gemma3Config, Gemma3ForSequenceClassification
-
-    from align2.errors import Align2Error
-
-    build_backbone("tiny-text").tokenizer.save_pretrained(tmp_path)
-    config = Gemma3Config(
-        text_config={
-            "vocab_size": 49153,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 1,
-            "head_dim": 16,
-        },
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-            "image_size": 32,
-            "patch_size": 8,
-        },
-        mm_tokens_per_image=4,
-        num_labels=1,
+@pytest.mark.parametrize("kind", ["gemma3", "llava"])
+def test_a_hub_vision_language_classifier_trains_with_its_images(tmp_path, kind):
+    """A Hub VLM (here a tiny one saved as the Hub holds it) trains through TRL with the
+    image its processor encodes, and scores with it after a reload."""
+    folder = save_tiny_hub_vlm(kind, tmp_path / "hub")
+    pairs = _text_pairs(32)
+    config = RewardTrainingConfig(
+        kind="answer", backbone=str(folder), max_steps=12, batch_size=8, learning_rate=1e-3
     )
-    Gemma3ForSequenceClassification(config).save_pretrained(tmp_path)
-    with pytest.raises(Align2Error, match="is a vision-language model .* only to `tiny-vlm`"):
-        build_backbone(str(tmp_path))
-    with pytest.raises(Align2Error, match="Gemma3ForSequenceClassification"):
-        load_reward_model(tmp_path)
+    with pytest.raises(Align2Error, match="every pair is longer than max_length=20"):
+        train_reward_model(
+            pairs, replace(config, max_length=20), tmp_path / "short"
+        )  # 16 for the image
+    initial = build_backbone(str(folder), seed=0).model.state_dict()
+    model_dir = train_reward_model(pairs, config, tmp_path / "rm")
+    losses = _losses(model_dir)
+    assert losses[-1] < losses[0]
+    trained = load_reward_model(model_dir)
+    assert trained.processor is not None and not list(model_dir.glob("*.bin"))
+    changed = [
+        k
+        for k, v in trained.model.state_dict().items()
+        if "vision_tower" in k and not torch.equal(v, initial[k])
+    ]
+    assert changed, "no gradient reached the vision tower: the images were not fed"
+    after = evaluate_pairs(trained, pairs)
+    assert after["overall"]["accuracy"] >= 0.9
+    assert evaluate_pairs(load_reward_model(model_dir), pairs) == after
+    text = answer_text("What color is the shape?", "It is red.")
+    red, blue = Image.new("RGB", (64, 64), "red"), Image.new("RGB", (64, 64), "blue")
+    scores = score_texts(trained, [text, text, text], [red, blue, red])
+    assert scores[0] != scores[1] and scores[0] == pytest.approx(scores[2], abs=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["gemma3", "llava"])
+def test_a_hub_vision_language_checkpoint_loads_every_weight_under_the_score_head(tmp_path, kind):
+    """Hub VLM checkpoints keep the older layout (`language_model.model.*`, `vision_tower.*`):
+    the classifier must load every weight of the generative model but its LM head."""
+    folder = save_tiny_hub_vlm(kind, tmp_path / "hub")
+    saved = load_file(folder / "model.safetensors")
+    assert any(k.startswith("language_model.model.") for k in saved)
+    generative = AutoModelForImageTextToText.from_pretrained(folder).state_dict()
+    classifier = build_backbone(str(folder)).model.state_dict()
+    assert set(classifier) - set(generative) == {"score.weight"}
+    assert set(generative) - set(classifier) <= {"lm_head.weight"}
+    assert all(torch.equal(classifier[k], generative[k]) for k in classifier if k != "score.weight")
