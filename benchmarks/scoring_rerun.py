@@ -19,8 +19,8 @@ from align2.reward.demo_models import demo_reward_models
 TARGET = 50.0
 
 
-def demo_pool_dataset(work: Path):
-    write_demo_pool(build_demo_pool(DemoPoolConfig(split="test")), work / "pool")
+def demo_pool_dataset(work: Path, split: str = "test"):
+    write_demo_pool(build_demo_pool(DemoPoolConfig(split=split)), work / "pool")
     images = work / "pool" / "images"
     source = LlavaJsonSource(work / "pool" / "llava_pool.json", images)
     return load_canonical(source, ValidationConfig(image_folder=images), Quarantine())
