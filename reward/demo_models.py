@@ -1,9 +1,10 @@
 """The embedded demo's reward models: tiny-vlm question and answer models trained on the
 train-split demo annotations on first use, then cached (keyed by the training and annotation
-configs, so changing either trains anew)."""
+configs and the tiny-vlm code, so changing any of them trains anew)."""
 
 from __future__ import annotations
 
+import inspect
 import shutil
 import tempfile
 from dataclasses import asdict
@@ -12,6 +13,7 @@ from pathlib import Path
 from datasets.fingerprint import Hasher
 
 from align2.embedded import cache_dir
+from align2.reward import tiny_vlm
 from align2.reward.annotations import preference_pairs
 from align2.reward.demo_annotations import DemoAnnotationConfig, write_demo_annotations
 from align2.reward.train import DEMO_ANSWER_TRAINING, DEMO_QUESTION_TRAINING, train_reward_model
@@ -22,7 +24,12 @@ DEMO_ANNOTATIONS = DemoAnnotationConfig(split="train", seed=0)
 def demo_reward_models(cache: Path | None = None) -> tuple[Path, Path]:
     """(question model folder, answer model folder), trained once per config."""
     key = Hasher.hash(
-        [asdict(DEMO_ANNOTATIONS), asdict(DEMO_QUESTION_TRAINING), asdict(DEMO_ANSWER_TRAINING)]
+        [
+            asdict(DEMO_ANNOTATIONS),
+            asdict(DEMO_QUESTION_TRAINING),
+            asdict(DEMO_ANSWER_TRAINING),
+            inspect.getsource(tiny_vlm),  # weights cached for older model code would not fit
+        ]
     )
     target = Path(cache or cache_dir()) / "demo-reward-models" / key
     if (target / "answer" / "model.safetensors").is_file():

@@ -9,14 +9,15 @@ hidden state h at the last non-pad token. With early fusion alone the vision ste
 no gradient (fact pairs stayed at chance for 6 minutes: the text-only optimum is a saddle),
 so the score adds a bilinear match between what the text claims and what the image shows:
 
-    score = w.h + < U h + sum_t p_t W e_t , V v >
+    score = w.h + < U h + sum_t p_t W e_t , V v > + b(t_-2) + b(t_-1)
 
 v the pooled image features (shape maps and per-pixel colour detectors, max over the image),
 e_t each word's embedding and p_t in (-1, 1) its polarity: negated by negators in the few
 tokens before it ("there is no circle"), and for the question's words also by the answer's
 verdict ("Is there not a red shape? Yes." denies "red"). Negator and verdict strengths are
 one number per token; with them the yes/no pairs learn in a few hundred steps where a
-single polarity read from h stayed at chance for the short "Yes."/"No." answers. The image
+single polarity read from h stayed at chance for the short "Yes."/"No." answers. b(t) is a
+learned number for each of the text's last two tokens: how it ends. The image
 is encoded once per preference pair: a batch of B pairs carries B images for its 2B
 sequences.
 """
@@ -36,6 +37,7 @@ from transformers import (
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 POLARITY_GAIN = 10.0
+ENDING_GAIN = 10.0  # 30: short > truncated pairs 0.98, but truncated > wrong shape fell to 0.29
 
 
 class TinyVLMConfig(PretrainedConfig):
@@ -116,6 +118,11 @@ class TinyVLMForSequenceClassification(PreTrainedModel):
         self.claim_gate = nn.Linear(d, 1)
         self.negators = nn.Embedding(config.vocab_size, 1)
         self.verdicts = nn.Embedding(config.vocab_size, 1)
+        # How the text ends, one learned number per token read at its last two (the templates
+        # end in a newline): a sentence cut mid-way ("...the only shape is a") scores lower.
+        # Without it the claims summed over words favoured a long cut answer over a short
+        # complete one (short > truncated pairs 0.75; 0.94 with it).
+        self.endings = nn.Embedding(config.vocab_size, 1)
         self.match_shape = nn.Linear(channels[-1], m, bias=False)
         self.match_color = nn.Linear(config.color_channels, m, bias=False)
         self.embed_tokens = nn.Embedding(config.vocab_size, d)
@@ -141,8 +148,9 @@ class TinyVLMForSequenceClassification(PreTrainedModel):
             nn.init.normal_(module.weight, std=0.02)
             if getattr(module, "bias", None) is not None:
                 nn.init.zeros_(module.bias)
-        if module is getattr(self, "negators", None) or module is getattr(self, "verdicts", None):
-            nn.init.zeros_(module.weight)  # start asserting, so the word path learns at once
+        if any(module is getattr(self, n, None) for n in ("negators", "verdicts", "endings")):
+            # Words start asserted (the word path learns at once); no ending is preferred.
+            nn.init.zeros_(module.weight)
 
     def answer_segment(self, input_ids, attention_mask) -> torch.Tensor | None:
         """1.0 on the answer's tokens (after the template's first "Answer" marker), else 0 (a
@@ -215,7 +223,14 @@ class TinyVLMForSequenceClassification(PreTrainedModel):
         claims = (polarity * self.match_words(words) * text_mask).sum(1)
         claim = self.match_text(hidden_last) + claims
         match = (claim * pooled).sum(-1, keepdim=True)
-        return SequenceClassifierOutput(logits=self.score(hidden_last) + match)
+        rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+        last_text = last - images.shape[1]
+        ending = sum(
+            self.endings(input_ids[rows, (last_text - back).clamp(min=0)]) for back in (0, 1)
+        )
+        return SequenceClassifierOutput(
+            logits=self.score(hidden_last) + match + ENDING_GAIN * ending
+        )
 
 
 def pixel_values(images: list[Image.Image], size: int) -> torch.Tensor:

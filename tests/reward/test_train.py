@@ -121,6 +121,50 @@ def test_tiny_vlm_learns_a_visual_fact(tmp_path):
     assert accuracy > 0.75  # chance is 0.5: the text never says which colour is right
 
 
+def _cut_pairs(words: list[str], n: int, seed: int) -> datasets.Dataset:
+    """Complete answers over the same answers cut mid-sentence; the cut keeps every claim
+    the full sentence makes about the (blank) image, so only how the text ends tells."""
+    rng = np.random.default_rng(seed)
+    image = Image.new("RGB", (64, 64), "white")
+    rows = []
+    for i in range(n):
+        a, b = rng.choice(words, size=2, replace=False)
+        full = f"There is a {a} next to the {b}."
+        rows.append(
+            {
+                "id": str(i),
+                "image": image,
+                "kind": "answer",
+                "prompt": "What is on the table?",
+                "chosen": full if i % 2 else f"A {a}.",
+                "rejected": " ".join(full.split()[: rng.integers(3, 7)]),
+                "margin": 1.0,
+                "subset": "truncated",
+            }
+        )
+    return datasets.Dataset.from_list(rows, features=PREFERENCE_FEATURES)
+
+
+def test_tiny_vlm_learns_that_a_cut_answer_is_worse(tmp_path):
+    words = ["cup", "pen", "book", "lamp", "plate", "phone", "clock", "key"]
+    train, held_out = _cut_pairs(words, 256, seed=0), _cut_pairs(words, 64, seed=1)
+    config = RewardTrainingConfig(
+        kind="answer",
+        backbone="tiny-vlm",
+        max_steps=40,
+        batch_size=32,
+        learning_rate=1e-3,
+        warmup_steps=0,
+    )
+    before = evaluate_pairs(build_backbone("tiny-vlm", seed=0), held_out)["overall"]
+    trained = load_reward_model(train_reward_model(train, config, tmp_path / "vlm"))
+    after = evaluate_pairs(trained, held_out)["overall"]
+    assert after["accuracy"] >= 0.95 > before["accuracy"]
+    endings = trained.model.endings.weight.squeeze(-1)
+    period, cut_word = (trained.tokenizer.convert_tokens_to_ids(t) for t in (".", "Ġa"))
+    assert endings[period] > endings[cut_word]  # read before the template's closing newline
+
+
 def test_train_and_evaluate_writes_eval_and_card(tmp_path):
     records = [
         {
