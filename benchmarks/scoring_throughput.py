@@ -91,7 +91,7 @@ def main() -> int:
                 "batch_size": BATCH,
                 "raw_forward_s": round(raw, 3),
                 "pipeline_s": round(pipeline, 3),
-                "model_load_s": round(model_load, 3),  # inside pipeline_s
+                "model_load_s": round(model_load, 3),  # the pipeline pays one like it in pipeline_s
                 "raw_runs_s": [round(x, 3) for x in raw_runs],
                 "pipeline_runs_s": [round(x, 3) for x in pipeline_runs],
                 "raw_forwards_per_s": round(len(inputs) / raw, 1),

@@ -17,9 +17,8 @@ tokens before it ("there is no circle"), and for the question's words also by th
 verdict ("Is there not a red shape? Yes." denies "red"). Negator and verdict strengths are
 one number per token; with them the yes/no pairs learn in a few hundred steps where a
 single polarity read from h stayed at chance for the short "Yes."/"No." answers. b(t) is a
-learned number for each of the text's last two tokens: how it ends. The image
-is encoded once per preference pair: a batch of B pairs carries B images for its 2B
-sequences.
+learned number for each of the text's last two tokens: how it ends. The image is encoded
+once per preference pair: a batch of B pairs carries B images for its 2B sequences.
 """
 
 from __future__ import annotations
@@ -215,7 +214,8 @@ class TinyVLMForSequenceClassification(PreTrainedModel):
         hidden = self.encoder(hidden, src_key_padding_mask=mask == 0)
         # The last non-pad token, for right or left padding alike.
         last = (mask * torch.arange(mask.shape[1], device=mask.device)).argmax(-1)
-        hidden_last = self.norm(hidden[torch.arange(hidden.shape[0], device=hidden.device), last])
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        hidden_last = self.norm(hidden[rows, last])
         # Each word claims its own meaning (a direct path from "red" to the match), signed:
         # "there is no circle" denies "circle" while "a blue rectangle" asserts "rectangle".
         polarity = self.word_polarity(input_ids, attention_mask, hidden[:, images.shape[1] :])
@@ -223,7 +223,6 @@ class TinyVLMForSequenceClassification(PreTrainedModel):
         claims = (polarity * self.match_words(words) * text_mask).sum(1)
         claim = self.match_text(hidden_last) + claims
         match = (claim * pooled).sum(-1, keepdim=True)
-        rows = torch.arange(input_ids.shape[0], device=input_ids.device)
         last_text = last - images.shape[1]
         ending = sum(
             self.endings(input_ids[rows, (last_text - back).clamp(min=0)]) for back in (0, 1)
