@@ -1,9 +1,11 @@
 """Bar: on the easy-VQA demo pool (test split, default defect rate) with the demo reward
 models (trained on the train split), the `align2` policy at 30% x 30% and the `budget`
-policy at 30% keep sets whose defect rate is <= 1/4 of `random`'s at the same budget.
+policy at 30% keep sets whose defect rate is <= 1/4 of `random`'s at the same budget, per
+defect kind.
 
-Trains the demo reward models on first use (~6 minutes, cached after). Prints one JSON line:
-`value` is the worse of the two overall ratios, with both quality reports' per-kind ratios.
+Trains the demo reward models on first use (~7 minutes, cached after). Prints one JSON line:
+`value` is the worst per-kind ratio of the two policies (`overall_value` the worse overall
+ratio), with both quality reports' per-kind ratios and kept-row counts.
 """
 
 from __future__ import annotations
@@ -44,12 +46,16 @@ def main() -> int:
             "kept_rate": rates["any"]["kept"],
             "random_rate": rates["any"]["random"],
             "per_kind_ratio": {k: v["ratio"] for k, v in rates.items() if k != "any"},
+            "per_kind_kept_rows": {
+                k: round(v["kept"] * run.quality["kept"]) for k, v in rates.items() if k != "any"
+            },
         }
-    value = max(r["ratio"] for r in reports.values())
+    value = max(v for r in reports.values() for v in r["per_kind_ratio"].values() if v is not None)
     result = {
         "name": "demo_kept_defect_rate_vs_random",
         "value": value,
         "target": f"<= {TARGET}",
+        "overall_value": max(r["ratio"] for r in reports.values()),
         "scored_rows": run.quality["rows"],
         **reports,
     }

@@ -238,8 +238,11 @@ def train_reward_model(
 # quality. `center_rewards_coefficient` (TRL's auxiliary loss pulling rewards towards zero)
 # matters for selection more than for pair accuracy: pairs from one item never fix the
 # offset between items, and without it a defective row sat at the 40th percentile of clean
-# rows; with 0.01 at the 5th-30th. 0.05 for answers halved the kept defect rate again
-# (align2 30%x30%: 0.16 -> 0.08 of random's) at the same fact accuracy.
+# rows; with 0.01 at the 5th-30th. For answers, 0.5 with the rubric's score gaps as TRL
+# margins: centring puts every item's candidates around zero and the margins space them
+# by the rubric, so scores become comparable across items; a broken answer with many right
+# claims no longer outscores a short complete one elsewhere. Kept truncated rows under
+# `budget` 30%: 7 -> 1 (with 0.05 and no margins).
 _FACT = "=fact:{0}|=short>short_fact:{0}"
 DEMO_ANSWER_TRAINING = RewardTrainingConfig(
     kind="answer",
@@ -258,7 +261,9 @@ DEMO_ANSWER_TRAINING = RewardTrainingConfig(
         "=word_shuffle|=short>word_shuffle|=truncated|=short>truncated|=truncated>word_shuffle"
         "|augment:@6400",
     ),
-    center_rewards_coefficient=0.05,
+    # Centred hard, with the rubric's score gaps as margins: see the comment above.
+    center_rewards_coefficient=0.5,
+    use_margin=True,
 )
 DEMO_QUESTION_TRAINING = RewardTrainingConfig(
     kind="question",
