@@ -242,7 +242,8 @@ def train_reward_model(
 # margins: centring puts every item's candidates around zero and the margins space them
 # by the rubric, so scores become comparable across items; a broken answer with many right
 # claims no longer outscores a short complete one elsewhere. Kept truncated rows under
-# `budget` 30%: 7 -> 1 (with 0.05 and no margins).
+# `budget` 30%: 7 with 0.05 and no margins, 6 with 0.2 and margins, 1 once the tiny-vlm
+# ending term was also read x20 (`tiny_vlm.ENDING_GAIN`).
 _FACT = "=fact:{0}|=short>short_fact:{0}"
 DEMO_ANSWER_TRAINING = RewardTrainingConfig(
     kind="answer",
