@@ -248,7 +248,7 @@ _FACT = "=fact:{0}|=short>short_fact:{0}"
 DEMO_ANSWER_TRAINING = RewardTrainingConfig(
     kind="answer",
     backbone="tiny-vlm",
-    # Twice the updates of 620 x 64 on the same pairs, in about the same time (295 s on
+    # Twice the updates of 620 x 64 on the same pairs, in about the same time (279-295 s on
     # 2 cores against 283; the bar's limit is 300 s): yes/no fact pairs 0.90 -> 0.95, and
     # no hallucinated row kept by either policy on the demo pool (two under `align2`).
     # 1240 x 64 learns the facts better still (yes/no 0.99) in twice the time.
