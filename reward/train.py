@@ -116,8 +116,7 @@ def curriculum_order(pairs: datasets.Dataset, stages: tuple[str, ...], seed: int
         matching = rng.permutation([i for i, s in enumerate(subsets) if _matches(s, pattern)])
         order.append(matching[:cap])
     order.append(rng.permutation(len(pairs)))
-    # One index mapping over the prepared pairs: nothing is rendered or tokenised twice.
-    return pairs.select(np.concatenate(order).astype(int))
+    return pairs.select(np.concatenate(order).astype(int))  # an index mapping: no copy
 
 
 def _peft_config(config: RewardTrainingConfig):
@@ -174,10 +173,17 @@ def train_reward_model(
         dataloader_num_workers=0,
         train_sampling_strategy="sequential" if config.curriculum else "random",
     )
-    train_set = prepare_pairs(pairs, backbone, config.use_margin)
+    train_set = pairs
     if config.curriculum:
-        train_set = curriculum_order(train_set, config.curriculum, config.seed)
-    train_set = train_set.remove_columns("subset")
+        # Read in order, so training takes exactly the order's first rows: prepare only those
+        # (the demo's order lists 288k rows, its 1,240 steps read 40k). Pairs TRL then drops
+        # as too long shorten the set, and the last steps read its first rows again.
+        train_set = curriculum_order(pairs, config.curriculum, config.seed)
+        rows_read = (
+            args.max_steps * args.train_batch_size * args.gradient_accumulation_steps
+        ) * args.world_size
+        train_set = train_set.select(range(min(rows_read, len(train_set))))
+    train_set = prepare_pairs(train_set, backbone, config.use_margin).remove_columns("subset")
     if backbone.processor is not None:
         trainer_cls = VisionRewardTrainer
         collator = ProcessorPreferenceCollator(backbone.processor_inputs)
