@@ -9,7 +9,7 @@ hidden state h at the last non-pad token. With early fusion alone the vision ste
 no gradient (fact pairs stayed at chance for 6 minutes: the text-only optimum is a saddle),
 so the score adds a bilinear match between what the text claims and what the image shows:
 
-    score = w.h + < U h + sum_t p_t W e_t , V v > + b(t_-2) + b(t_-1)
+    score = w.h + < U h + sum_t p_t W e_t , V v > + b(t_-2) + b(t_-1) + mean_t f(t_t-1, t_t)
 
 v the pooled image features (shape maps and per-pixel colour detectors, max over the image),
 e_t each word's embedding and p_t in (-1, 1) its polarity: negated by negators in the few
@@ -17,8 +17,10 @@ tokens before it ("there is no circle"), and for the question's words also by th
 verdict ("Is there not a red shape? Yes." denies "red"). Negator and verdict strengths are
 one number per token; with them the yes/no pairs learn in a few hundred steps where a
 single polarity read from h stayed at chance for the short "Yes."/"No." answers. b(t) is a
-learned number for each of the text's last two tokens: how it ends. The image is encoded
-once per preference pair: a batch of B pairs carries B images for its 2B sequences.
+learned number for each of the text's last two tokens: how it ends. f is a learned number
+for each (hashed) pair of adjacent tokens, averaged over the answer: how well its words
+follow one another, which a shuffled answer fails. The image is encoded once per preference
+pair: a batch of B pairs carries B images for its 2B sequences.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 POLARITY_GAIN = 10.0
 ENDING_GAIN = 20.0  # 40 with centred, margined training: yes/no fact pairs fell to 0.77
+FLUENCY_GAIN = 20.0
 
 
 class TinyVLMConfig(PretrainedConfig):
@@ -57,6 +60,7 @@ class TinyVLMConfig(PretrainedConfig):
         color_channels: int = 32,  # per-pixel colour detectors in the match
         answer_marker_id: int | None = None,  # the template's "Answer" token: answer words follow
         negation_window: int = 3,  # a negator denies the words up to this many tokens after it
+        fluency_buckets: int = 65536,  # hashed adjacent-token pairs read by the fluency term
         num_labels: int = 1,
         **kwargs,
     ):
@@ -73,6 +77,7 @@ class TinyVLMConfig(PretrainedConfig):
         self.color_channels = color_channels
         self.answer_marker_id = answer_marker_id
         self.negation_window = negation_window
+        self.fluency_buckets = fluency_buckets
         super().__init__(num_labels=num_labels, **kwargs)
 
 
@@ -141,6 +146,13 @@ class TinyVLMForSequenceClassification(PreTrainedModel):
         )
         self.norm = nn.LayerNorm(d)
         self.score = nn.Linear(d, config.num_labels, bias=False)
+        # How well the answer's words follow one another: one learned number per (hashed) pair
+        # of adjacent tokens, averaged over the answer. A shuffled answer keeps every word, so
+        # the claims and the ending cannot tell it from the original, and the encoder did not
+        # learn word order within the demo's budget. Registered last: the other weights start
+        # as they did before it existed.
+        if config.fluency_buckets:
+            self.bigrams = nn.Embedding(config.fluency_buckets, 1)
         self.post_init()
 
     def _init_weights(self, module):
@@ -148,8 +160,10 @@ class TinyVLMForSequenceClassification(PreTrainedModel):
             nn.init.normal_(module.weight, std=0.02)
             if getattr(module, "bias", None) is not None:
                 nn.init.zeros_(module.bias)
-        if any(module is getattr(self, n, None) for n in ("negators", "verdicts", "endings")):
-            # Words start asserted (the word path learns at once); no ending is preferred.
+        zero_start = ("negators", "verdicts", "endings", "bigrams")
+        if any(module is getattr(self, n, None) for n in zero_start):
+            # Words start asserted (the word path learns at once); no ending or word pair is
+            # preferred, and a checkpoint saved before a term existed scores as it did.
             nn.init.zeros_(module.weight)
 
     def answer_segment(self, input_ids, attention_mask) -> torch.Tensor | None:
@@ -228,9 +242,21 @@ class TinyVLMForSequenceClassification(PreTrainedModel):
         ending = sum(
             self.endings(input_ids[rows, (last_text - back).clamp(min=0)]) for back in (0, 1)
         )
-        return SequenceClassifierOutput(
-            logits=self.score(hidden_last) + match + ENDING_GAIN * ending
-        )
+        logits = self.score(hidden_last) + match + ENDING_GAIN * ending
+        if self.config.fluency_buckets:
+            logits = logits + FLUENCY_GAIN * self.fluency(input_ids, attention_mask)
+        return SequenceClassifierOutput(logits=logits)
+
+    def fluency(self, input_ids, attention_mask) -> torch.Tensor:
+        """(B, 1): the mean learned number of the answer's adjacent token pairs (hashed); 0 for a
+        question-model text (no answer); the whole text's for a config without a marker id."""
+        in_answer = self.answer_segment(input_ids, attention_mask)
+        if in_answer is None:
+            in_answer = attention_mask.to(self.embed_tokens.weight.dtype)
+        pairs = (input_ids[:, :-1] * 1_000_003 + input_ids[:, 1:]) % self.config.fluency_buckets
+        both = in_answer[:, :-1] * in_answer[:, 1:]
+        total = (self.bigrams(pairs).squeeze(-1) * both).sum(1, keepdim=True)
+        return total / both.sum(1, keepdim=True).clamp(min=1.0)
 
 
 def pixel_values(images: list[Image.Image], size: int) -> torch.Tensor:
