@@ -149,19 +149,23 @@ class TinyVLMForSequenceClassification(PreTrainedModel):
         # How well the answer's words follow one another: one learned number per (hashed) pair
         # of adjacent tokens, averaged over the answer. A shuffled answer keeps every word, so
         # the claims and the ending cannot tell it from the original, and the encoder did not
-        # learn word order within the demo's budget. Registered last: the other weights start
-        # as they did before it existed.
+        # learn word order within the demo's budget. Zeros drawn from no random numbers, so
+        # every other weight starts as it did before the term existed.
         if config.fluency_buckets:
-            self.bigrams = nn.Embedding(config.fluency_buckets, 1)
+            self.bigrams = nn.Embedding(
+                config.fluency_buckets, 1, _weight=torch.zeros(config.fluency_buckets, 1)
+            )
         self.post_init()
 
     def _init_weights(self, module):
+        if module is getattr(self, "bigrams", None):
+            nn.init.zeros_(module.weight)  # no normal_ first: see __init__
+            return
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, std=0.02)
             if getattr(module, "bias", None) is not None:
                 nn.init.zeros_(module.bias)
-        zero_start = ("negators", "verdicts", "endings", "bigrams")
-        if any(module is getattr(self, n, None) for n in zero_start):
+        if any(module is getattr(self, n, None) for n in ("negators", "verdicts", "endings")):
             # Words start asserted (the word path learns at once); no ending or word pair is
             # preferred, and a checkpoint saved before a term existed scores as it did.
             nn.init.zeros_(module.weight)
