@@ -109,11 +109,13 @@ def curriculum_order(pairs: datasets.Dataset, stages: tuple[str, ...], seed: int
     """Each stage's pairs (shuffled, capped) in order, then every pair (shuffled); read
     sequentially."""
     rng = np.random.default_rng(seed)
-    subsets = pairs["subset"]
+    # Match each distinct subset name once (a hundred names, not 255k rows: 49 s -> ms).
+    names, of_row = np.unique(np.asarray(pairs["subset"], dtype=object), return_inverse=True)
     order = []
     for stage in stages:
         pattern, cap = _stage(stage)
-        matching = rng.permutation([i for i, s in enumerate(subsets) if _matches(s, pattern)])
+        named = np.array([_matches(name, pattern) for name in names], dtype=bool)
+        matching = rng.permutation(np.flatnonzero(named[of_row]))
         order.append(matching[:cap])
     order.append(rng.permutation(len(pairs)))
     return pairs.select(np.concatenate(order).astype(int))  # an index mapping: no copy
