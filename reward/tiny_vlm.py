@@ -9,7 +9,7 @@ hidden state h at the last non-pad token. With early fusion alone the vision ste
 no gradient (fact pairs stayed at chance for 6 minutes: the text-only optimum is a saddle),
 so the score adds a bilinear match between what the text claims and what the image shows:
 
-    score = w.h + < U h + sum_t p_t W e_t , V v > + b(t_-2) + b(t_-1) + mean_t f(t_t-1, t_t)
+    score = w.h + < U h + sum_t p_t W e_t , V v > + b(t_-2) + b(t_-1) + mean_i f(t_i-1, t_i)
 
 v the pooled image features (shape maps and per-pixel colour detectors, max over the image),
 e_t each word's embedding and p_t in (-1, 1) its polarity: negated by negators in the few

@@ -121,33 +121,54 @@ def test_tiny_vlm_learns_a_visual_fact(tmp_path):
     assert accuracy > 0.75  # chance is 0.5: the text never says which colour is right
 
 
-def _cut_pairs(words: list[str], n: int, seed: int) -> datasets.Dataset:
-    """Complete answers over the same answers cut mid-sentence; the cut keeps every claim
-    the full sentence makes about the (blank) image, so only how the text ends tells."""
+TABLE_WORDS = ["cup", "pen", "book", "lamp", "plate", "phone", "clock", "key"]
+
+
+def _table_pairs(n: int, seed: int, subset: str, answers) -> datasets.Dataset:
+    """Answers to "What is on the table?" about a blank image: the text alone decides.
+    `answers(rng, i, a, b)` gives (chosen, rejected) for two table words a and b."""
     rng = np.random.default_rng(seed)
     image = Image.new("RGB", (64, 64), "white")
     rows = []
     for i in range(n):
-        a, b = rng.choice(words, size=2, replace=False)
-        full = f"There is a {a} next to the {b}."
+        a, b = rng.choice(TABLE_WORDS, size=2, replace=False)
+        chosen, rejected = answers(rng, i, a, b)
         rows.append(
             {
                 "id": str(i),
                 "image": image,
                 "kind": "answer",
                 "prompt": "What is on the table?",
-                "chosen": full if i % 2 else f"A {a}.",
-                "rejected": " ".join(full.split()[: rng.integers(3, 7)]),
+                "chosen": chosen,
+                "rejected": rejected,
                 "margin": 1.0,
-                "subset": "truncated",
+                "subset": subset,
             }
         )
     return datasets.Dataset.from_list(rows, features=PREFERENCE_FEATURES)
 
 
-def test_tiny_vlm_learns_that_a_cut_answer_is_worse(tmp_path):
-    words = ["cup", "pen", "book", "lamp", "plate", "phone", "clock", "key"]
-    train, held_out = _cut_pairs(words, 256, seed=0), _cut_pairs(words, 64, seed=1)
+def _cut(rng, i, a, b):
+    """A complete answer over one cut mid-sentence: the cut keeps every claim the full
+    sentence makes, so only how the text ends tells."""
+    full = f"There is a {a} next to the {b}."
+    return (full if i % 2 else f"A {a}."), " ".join(full.split()[: rng.integers(3, 7)])
+
+
+def _shuffled(rng, i, a, b):
+    """An answer over its words in another order, the last word kept in place: the claims
+    and the ending are the same, only how the words follow one another differs."""
+    head = f"There is a {a} next to the".split()
+    shuffled = list(head)
+    while shuffled == head:
+        shuffled = list(rng.permutation(head))
+    return " ".join([*head, f"{b}."]), " ".join([*shuffled, f"{b}."])
+
+
+def _learns_from_text(answers, subset: str, tmp_path):
+    """tiny-vlm trained 40 steps on such pairs tells held-out ones apart, as it did not
+    before; returns the trained model."""
+    train, held_out = _table_pairs(256, 0, subset, answers), _table_pairs(64, 1, subset, answers)
     config = RewardTrainingConfig(
         kind="answer",
         backbone="tiny-vlm",
@@ -160,53 +181,18 @@ def test_tiny_vlm_learns_that_a_cut_answer_is_worse(tmp_path):
     trained = load_reward_model(train_reward_model(train, config, tmp_path / "vlm"))
     after = evaluate_pairs(trained, held_out)["overall"]
     assert after["accuracy"] >= 0.95 > before["accuracy"]
+    return trained, held_out
+
+
+def test_tiny_vlm_learns_that_a_cut_answer_is_worse(tmp_path):
+    trained, _ = _learns_from_text(_cut, "truncated", tmp_path)
     endings = trained.model.endings.weight.squeeze(-1)
     period, cut_word = (trained.tokenizer.convert_tokens_to_ids(t) for t in (".", "Ġa"))
     assert endings[period] > endings[cut_word]  # read before the template's closing newline
 
 
-def _shuffled_pairs(words: list[str], n: int, seed: int) -> datasets.Dataset:
-    """Answers over the same words in another order, the last word kept in place: the
-    claims and the ending are the same, only how the words follow one another differs."""
-    rng = np.random.default_rng(seed)
-    image = Image.new("RGB", (64, 64), "white")
-    rows = []
-    for i in range(n):
-        a, b = rng.choice(words, size=2, replace=False)
-        head = f"There is a {a} next to the".split()
-        shuffled = list(head)
-        while shuffled == head:
-            shuffled = list(rng.permutation(head))
-        rows.append(
-            {
-                "id": str(i),
-                "image": image,
-                "kind": "answer",
-                "prompt": "What is on the table?",
-                "chosen": " ".join([*head, f"{b}."]),
-                "rejected": " ".join([*shuffled, f"{b}."]),
-                "margin": 1.0,
-                "subset": "word_shuffle",
-            }
-        )
-    return datasets.Dataset.from_list(rows, features=PREFERENCE_FEATURES)
-
-
 def test_tiny_vlm_learns_that_a_shuffled_answer_is_worse(tmp_path):
-    words = ["cup", "pen", "book", "lamp", "plate", "phone", "clock", "key"]
-    train, held_out = _shuffled_pairs(words, 256, seed=0), _shuffled_pairs(words, 64, seed=1)
-    config = RewardTrainingConfig(
-        kind="answer",
-        backbone="tiny-vlm",
-        max_steps=40,
-        batch_size=32,
-        learning_rate=1e-3,
-        warmup_steps=0,
-    )
-    before = evaluate_pairs(build_backbone("tiny-vlm", seed=0), held_out)["overall"]
-    trained = load_reward_model(train_reward_model(train, config, tmp_path / "vlm"))
-    after = evaluate_pairs(trained, held_out)["overall"]
-    assert after["accuracy"] >= 0.95 > before["accuracy"]
+    trained, held_out = _learns_from_text(_shuffled, "word_shuffle", tmp_path)
 
     def fluency(answers):
         texts = [answer_text("What is on the table?", a) for a in answers]
