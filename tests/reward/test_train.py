@@ -167,7 +167,7 @@ def _shuffled(rng, i, a, b):
 
 def _learns_from_text(answers, subset: str, tmp_path):
     """tiny-vlm trained 40 steps on such pairs tells held-out ones apart, as it did not
-    before; returns the trained model."""
+    before; returns (the trained model, the held-out pairs)."""
     train, held_out = _table_pairs(256, 0, subset, answers), _table_pairs(64, 1, subset, answers)
     config = RewardTrainingConfig(
         kind="answer",
