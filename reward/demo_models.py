@@ -7,7 +7,7 @@ from __future__ import annotations
 import inspect
 import shutil
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from datasets.fingerprint import Hasher
@@ -21,13 +21,17 @@ from align2.reward.train import DEMO_ANSWER_TRAINING, DEMO_QUESTION_TRAINING, tr
 DEMO_ANNOTATIONS = DemoAnnotationConfig(split="train", seed=0)
 
 
-def demo_reward_models(cache: Path | None = None) -> tuple[Path, Path]:
-    """(question model folder, answer model folder), trained once per config."""
+def demo_reward_models(
+    cache: Path | None = None, *, answer_seed: int = DEMO_ANSWER_TRAINING.seed
+) -> tuple[Path, Path]:
+    """(question model folder, answer model folder), trained once per config. `answer_seed`
+    trains the answer model from another start (benchmarks/demo_quality.py --answer-seed)."""
+    answer_training = replace(DEMO_ANSWER_TRAINING, seed=answer_seed)
     key = Hasher.hash(
         [
             asdict(DEMO_ANNOTATIONS),
             asdict(DEMO_QUESTION_TRAINING),
-            asdict(DEMO_ANSWER_TRAINING),
+            asdict(answer_training),
             inspect.getsource(tiny_vlm),  # weights cached for older model code would not fit
         ]
     )
@@ -42,7 +46,7 @@ def demo_reward_models(cache: Path | None = None) -> tuple[Path, Path]:
         provenance = {"annotations": "align2 demo annotations (easy-VQA train split, seed 0)"}
         for kind, file, config in (
             ("question", questions, DEMO_QUESTION_TRAINING),
-            ("answer", answers, DEMO_ANSWER_TRAINING),
+            ("answer", answers, answer_training),
         ):
             pairs = preference_pairs(file, image_folder=images)
             train_reward_model(pairs, config, work / kind, provenance=provenance)
