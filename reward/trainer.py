@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from transformers import TrainerCallback
 from trl import RewardTrainer
 from trl.trainer.reward_trainer import DataCollatorForPreference
 
@@ -40,6 +41,22 @@ class ProcessorPreferenceCollator:
         if "margin" in examples[0]:
             batch["margin"] = torch.tensor([e["margin"] for e in examples], dtype=torch.float)
         return batch
+
+
+class CenteringSchedule(TrainerCallback):
+    """Changes TRL's `center_rewards_coefficient` at the given optimiser steps: TRL's loss
+    reads it from the training arguments on every step."""
+
+    def __init__(self, initial: float | None, changes: tuple[tuple[int, float], ...]):
+        self.initial = initial
+        self.changes = sorted(changes)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        coefficient = self.initial
+        for step, value in self.changes:
+            if state.global_step >= step:
+                coefficient = value
+        args.center_rewards_coefficient = coefficient
 
 
 class VisionRewardTrainer(RewardTrainer):

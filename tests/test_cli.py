@@ -79,6 +79,17 @@ def test_bad_option_value_names_it(tmp_path):
     assert "defect_rate must be in [0, 1], got 1.5" in result.stderr
 
 
+def test_a_bad_centring_step_is_named(tmp_path):
+    answers = tmp_path / "answers.json"
+    answers.write_text("[]")
+    result = run(
+        "reward", "train", "--kind", "answer", "--annotations", answers, "--out", tmp_path / "rm",
+        "--center-rewards-from", "half:0.5",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "'half:0.5' is not STEP:COEFFICIENT" in result.stderr
+
+
 def test_demo_annotations_reward_train_and_eval(tmp_path):
     result = run(
         "demo", "annotations", "--split", "test", "--size", "12", "--out", tmp_path / "ann"
@@ -98,6 +109,12 @@ def test_demo_annotations_reward_train_and_eval(tmp_path):
         "3",
         "--batch-size",
         "8",
+        "--curriculum",
+        "fact:",
+        "--center-rewards",
+        "0.05",
+        "--center-rewards-from",
+        "2:0.5",
         "--eval-annotations",
         answers,
         "--out",
@@ -105,6 +122,9 @@ def test_demo_annotations_reward_train_and_eval(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "saved answer reward model" in result.stdout
+    training = json.loads((tmp_path / "rm" / "align2_reward.json").read_text())["training"]
+    assert training["curriculum"] == ["fact:"]
+    assert training["center_rewards_schedule"] == [[2, 0.5]]
     assert (tmp_path / "rm" / "model.safetensors").is_file()
     assert (tmp_path / "rm" / "eval.json").is_file()
 

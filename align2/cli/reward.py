@@ -30,6 +30,17 @@ def _image_folder(annotations: Path, image_folder: Path | None) -> Path:
     return image_folder or Path(annotations).parent / "images"
 
 
+def _step_values(options: list[str]):
+    for option in options:
+        step, _, value = option.partition(":")
+        try:
+            yield int(step), float(value)
+        except ValueError:
+            raise typer.BadParameter(
+                f"{option!r} is not STEP:COEFFICIENT", param_hint="--center-rewards-from"
+            ) from None
+
+
 @app.command("train")
 def train(
     kind: Annotated[Kind, typer.Option(help="Which model: question f(I,Q) or answer g(I,Q,A).")],
@@ -43,6 +54,21 @@ def train(
     max_steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 600,
     batch_size: Annotated[int, typer.Option(help="Pairs per step.")] = 32,
     learning_rate: Annotated[float, typer.Option()] = 3e-4,
+    warmup_steps: Annotated[int, typer.Option()] = 50,
+    curriculum: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A curriculum stage, 'pattern|pattern[@N]' on the pairs' subset (repeatable; "
+            "then all pairs shuffled)."
+        ),
+    ] = None,
+    center_rewards: Annotated[
+        float | None, typer.Option(help="TRL's center_rewards_coefficient.")
+    ] = None,
+    center_rewards_from: Annotated[
+        list[str] | None,
+        typer.Option(help="STEP:COEFFICIENT: centre with COEFFICIENT from STEP on (repeatable)."),
+    ] = None,
     lora_r: Annotated[int | None, typer.Option(help="LoRA rank (alpha = 2r).")] = None,
     max_length: Annotated[
         int, typer.Option(help="Longest pair in tokens, a VLM's image tokens included.")
@@ -62,6 +88,10 @@ def train(
         max_steps=max_steps,
         batch_size=batch_size,
         learning_rate=learning_rate,
+        warmup_steps=warmup_steps,
+        curriculum=tuple(curriculum or ()),
+        center_rewards_coefficient=center_rewards,
+        center_rewards_schedule=tuple(_step_values(center_rewards_from or [])),
         lora_r=lora_r,
         max_length=max_length,
         use_margin=use_margin,

@@ -205,6 +205,26 @@ def test_tiny_vlm_learns_that_a_shuffled_answer_is_worse(tmp_path):
     assert bool((fluency(held_out["chosen"]) > fluency(held_out["rejected"])).all())
 
 
+def test_centring_schedule_changes_the_loss_from_its_step_on(tmp_path):
+    pairs = _text_pairs(64)
+    plain = RewardTrainingConfig(
+        kind="answer",
+        backbone="tiny-text",
+        max_steps=4,  # a loss logged per step
+        batch_size=16,
+        learning_rate=1e-3,
+        warmup_steps=0,
+        center_rewards_coefficient=0.0,
+    )
+    scheduled = replace(plain, center_rewards_schedule=((2, 50.0),))
+    plain_losses = _losses(train_reward_model(pairs, plain, tmp_path / "plain"))
+    scheduled_losses = _losses(train_reward_model(pairs, scheduled, tmp_path / "scheduled"))
+    assert scheduled_losses[:2] == plain_losses[:2]  # same seed, same first two steps
+    assert scheduled_losses[2] > plain_losses[2] + 0.01  # step 3 pays the centring term
+    with pytest.raises(ValueError, match="ascending"):
+        replace(plain, center_rewards_schedule=((5, 0.1), (2, 0.5)))
+
+
 def test_train_and_evaluate_writes_eval_and_card(tmp_path):
     records = [
         {
