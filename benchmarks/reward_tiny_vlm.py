@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import resource
 import sys
 import tempfile
 import time
@@ -36,10 +37,12 @@ def fact_accuracy(per_subset: dict, kind: str) -> float:
     return sum(r["accuracy"] * r["pairs"] for r in rows) / sum(r["pairs"] for r in rows)
 
 
-def train_timed(pairs, config, out) -> tuple[Path, float]:
-    start = time.perf_counter()
+def train_timed(pairs, config, out) -> tuple[Path, float, int]:
+    """The model folder, the seconds and the minor page faults training took."""
+    faults, start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
     model_dir = train_reward_model(pairs, config, out)
-    return model_dir, time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    return model_dir, seconds, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
 
 
 def main() -> None:
@@ -58,13 +61,15 @@ def main() -> None:
     held_out = PairingConfig(augment_p=0.0)
 
     answer_pairs = preference_pairs(train_a, image_folder=work / "train" / "images")
-    answer_dir, answer_seconds = train_timed(answer_pairs, answer_training, work / "answer")
+    answer_dir, answer_seconds, answer_faults = train_timed(
+        answer_pairs, answer_training, work / "answer"
+    )
     test_pairs = preference_pairs(test_a, image_folder=work / "test" / "images", config=held_out)
     answer_eval = evaluate_pairs(load_reward_model(answer_dir), test_pairs)["per_subset"]
     per_type = {k: round(fact_accuracy(answer_eval, k), 4) for k in FACT_TYPES}
 
     question_pairs = preference_pairs(train_q, image_folder=work / "train" / "images")
-    question_dir, question_seconds = train_timed(
+    question_dir, question_seconds, _ = train_timed(
         question_pairs, question_training, work / "question"
     )
     test_q_pairs = preference_pairs(test_q, image_folder=work / "test" / "images", config=held_out)
@@ -82,6 +87,7 @@ def main() -> None:
         "describe": round(fact_accuracy(answer_eval, "describe"), 4),
         "answer_train_seconds": round(answer_seconds, 1),
         "answer_train_pairs": len(answer_pairs),
+        "answer_train_page_faults": answer_faults,  # memory handed back and faulted in again
         "question_presupposition_accuracy": round(question_eval["presupposition"]["accuracy"], 4),
         "question_target": 0.90,
         "question_train_seconds": round(question_seconds, 1),

@@ -8,8 +8,10 @@ Hub VLMs with the rendered text, which their processor encodes with the image pe
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
+import platform
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -149,6 +151,20 @@ def _peft_config(config: RewardTrainingConfig):
     )
 
 
+def _keep_freed_memory() -> None:
+    """Let glibc keep freed memory for the next step instead of returning it to the OS.
+
+    Its defaults (dynamic mmap threshold, 128 KiB trim threshold) hand each step's tensors
+    back and fault the pages in again: 11 million page faults in 300 demo steps on 2 cores,
+    a fifth of the training time. Process-wide; elsewhere than glibc, nothing changes."""
+    if platform.libc_ver()[0] != "glibc":
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # malloc.h
+    libc = ctypes.CDLL(None)
+    libc.mallopt(m_mmap_threshold, 32 * 2**20)  # glibc's largest: bigger blocks stay mmapped
+    libc.mallopt(m_trim_threshold, 2**31 - 1)
+
+
 def train_reward_model(
     pairs: datasets.Dataset,
     config: RewardTrainingConfig,
@@ -164,6 +180,8 @@ def train_reward_model(
         config.backbone, seed=config.seed, trust_remote_code=config.trust_remote_code
     )
     cuda = torch.cuda.is_available()
+    if not cuda:
+        _keep_freed_memory()
     args = RewardConfig(
         output_dir=str(output_dir),
         max_steps=config.max_steps,
