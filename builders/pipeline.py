@@ -81,7 +81,7 @@ def run_curation(
     quality = None
     if truth is not None:
         scored = curation.scored.filter(lambda s: s is not None, input_columns="answer_score")
-        kept = np.asarray(scored["decision"]) == KEPT_DECISION
+        kept = np.asarray(scored["decision"][:]) == KEPT_DECISION
         quality = quality_report(scored["id"], kept, read_truth(truth))
     paths = write_curation(curation, out, quality)
     return CurationRun(curation, quality, paths, (question_model, answer_model))

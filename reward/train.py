@@ -89,7 +89,8 @@ def prepare_pairs(
                 for side in ("chosen", "rejected")
             }
 
-        return rendered.map(measure, batched=True, desc="encoding with images").remove_columns(drop)
+        encoded = rendered.map(measure, batched=True, desc="encoding with images")
+        return encoded.remove_columns(drop).cast_column("image", datasets.Image(decode=False))
     tokenizer = backbone.tokenizer
 
     def tokenize(batch):
@@ -99,7 +100,8 @@ def prepare_pairs(
         }
 
     tokenized = rendered.map(tokenize, batched=True, desc="tokenizing")
-    return tokenized.remove_columns(drop + ["chosen", "rejected"])
+    tokenized = tokenized.remove_columns(drop + ["chosen", "rejected"])
+    return tokenized.cast_column("image", datasets.Image(decode=False))  # the collator decodes
 
 
 def _matches(subset: str, pattern: str) -> bool:
@@ -121,7 +123,7 @@ def curriculum_order(pairs: datasets.Dataset, stages: tuple[str, ...], seed: int
     sequentially."""
     rng = np.random.default_rng(seed)
     # Match each distinct subset name once: a hundred names, not 255k rows.
-    names, of_row = np.unique(np.asarray(pairs["subset"], dtype=object), return_inverse=True)
+    names, of_row = np.unique(np.asarray(pairs["subset"][:], dtype=object), return_inverse=True)
     order = []
     for stage in stages:
         pattern, cap = _stage(stage)
@@ -173,7 +175,9 @@ def train_reward_model(
     provenance: dict | None = None,
 ) -> Path:
     """Train, save (safetensors, tokenizer, TRL's model card, our metadata) and return the dir."""
-    pairs = pairs.filter(lambda kind: kind == config.kind, input_columns="kind")
+    # An index mapping from one column read: a row-by-row filter took 10 s over 255k pairs.
+    # (`[:]` reads the column as one list; numpy iterating a `Column` took 3 s.)
+    pairs = pairs.select(np.flatnonzero(np.asarray(pairs["kind"][:]) == config.kind))
     if len(pairs) == 0:
         raise ValueError(f"no {config.kind} pairs to train on")
     backbone = build_backbone(
