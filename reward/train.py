@@ -89,19 +89,22 @@ def prepare_pairs(
                 for side in ("chosen", "rejected")
             }
 
-        encoded = rendered.map(measure, batched=True, desc="encoding with images")
-        return encoded.remove_columns(drop).cast_column("image", datasets.Image(decode=False))
-    tokenizer = backbone.tokenizer
+        prepared = rendered.map(measure, batched=True, desc="encoding with images")
+        prepared = prepared.remove_columns(drop)
+    else:
+        tokenizer = backbone.tokenizer
 
-    def tokenize(batch):
-        return {
-            "chosen_ids": tokenizer(batch["chosen"], add_special_tokens=False)["input_ids"],
-            "rejected_ids": tokenizer(batch["rejected"], add_special_tokens=False)["input_ids"],
-        }
+        def tokenize(batch):
+            return {
+                "chosen_ids": tokenizer(batch["chosen"], add_special_tokens=False)["input_ids"],
+                "rejected_ids": tokenizer(batch["rejected"], add_special_tokens=False)["input_ids"],
+            }
 
-    tokenized = rendered.map(tokenize, batched=True, desc="tokenizing")
-    tokenized = tokenized.remove_columns(drop + ["chosen", "rejected"])
-    return tokenized.cast_column("image", datasets.Image(decode=False))  # the collator decodes
+        prepared = rendered.map(tokenize, batched=True, desc="tokenizing")
+        prepared = prepared.remove_columns(drop + ["chosen", "rejected"])
+    # The collators decode each batch's images, so passes over the set decode none (TRL's
+    # length filter reads whole rows: it decoded 40,000 images to compare two lengths).
+    return prepared.cast_column("image", datasets.Image(decode=False))
 
 
 def _matches(subset: str, pattern: str) -> bool:
@@ -157,8 +160,9 @@ def _keep_freed_memory() -> None:
     """Let glibc keep freed memory for the next step instead of returning it to the OS.
 
     Its defaults (dynamic mmap threshold, 128 KiB trim threshold) hand each step's tensors
-    back and fault the pages in again: 11 million page faults in 300 demo steps on 2 cores,
-    a fifth of the training time. Process-wide; elsewhere than glibc, nothing changes."""
+    back and fault the pages in again: 9 million page faults in 300 demo steps on 2 cores,
+    1.24x the time (benchmarks/training_allocator.py). Process-wide; elsewhere than glibc,
+    nothing changes."""
     if platform.libc_ver()[0] != "glibc":
         return
     m_trim_threshold, m_mmap_threshold = -1, -3  # malloc.h
