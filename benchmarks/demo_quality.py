@@ -6,7 +6,8 @@ defect kind.
 Trains the demo reward models on first use (~7 minutes, cached after). Prints one JSON line:
 `value` is the worst per-kind ratio of the two policies (`overall_value` the worse overall
 ratio), with both quality reports' per-kind ratios and kept-row counts. `--answer-seed N`
-trains the answer model from another start (the demo's is 0; README, "Reproducibility").
+trains the answer model from another start (the demo's is 0; docs/tiny-vlm-notes.md,
+"Reproducibility").
 """
 
 from __future__ import annotations

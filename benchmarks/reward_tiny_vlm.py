@@ -4,7 +4,7 @@ Answer model: held-out (test split) pairs whose two answers differ only in a fac
 image shows (a text-only model scores 0.5 there): colour >= 0.95, shape >= 0.90,
 yes/no >= 0.85, mean >= 0.90. Question model: presupposition-failure pairs > 0.9.
 Prints one JSON line. `--seed N` trains both models with another seed (the demo's is 0):
-the outcome varies with it (README, "Reproducibility").
+the outcome varies with it (docs/tiny-vlm-notes.md, "Reproducibility").
 """
 
 from __future__ import annotations

@@ -318,7 +318,7 @@ DEMO_ANSWER_TRAINING = RewardTrainingConfig(
     # after the shape stage (5,818 pairs: 182 steps): at 0.5 from the start, held-out shape
     # pairs after it were 0.80-0.95 over 8 seeds, at 0.05 0.98-1.0 over 4, and a seed that
     # had collapsed on colour no longer did. Kept low until after the yes/no stage, it
-    # broke both bars (README, "Reproducibility").
+    # broke both bars (docs/tiny-vlm-notes.md, "Reproducibility").
     center_rewards_coefficient=0.05,
     center_rewards_schedule=((182, 0.5),),
     use_margin=True,
