@@ -1,7 +1,8 @@
 """Bar: selection over 10M synthetic scores takes < 5 s (each policy, one process, 2 cores).
 
-Scores are float32 logits (what reward models emit); ids, types and styles are strings, as
-in the scored dataset. Prints one JSON line; `value` is the slowest policy's seconds.
+Scores are float32 logits (what reward models emit), as numpy arrays; ids, types and styles
+are Arrow string arrays: the columns as `curate.decide` hands them over from the scored
+table. Prints one JSON line; `value` is the slowest policy's seconds.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sys
 import time
 
 import numpy as np
+import pyarrow as pa
 
 from align2.builders.select import (
     KEPT,
@@ -28,9 +30,10 @@ ROWS, TARGET_S = 10_000_000, 5.0
 
 def main() -> int:
     rng = np.random.default_rng(0)
-    ids = np.char.add("row-", np.char.zfill(np.arange(ROWS).astype("U8"), 8))
-    types = np.array(["conversation", "detail", "complex_reasoning"])[rng.integers(0, 3, ROWS)]
-    styles = np.array(STYLES)[rng.integers(0, len(STYLES), ROWS)]
+    ids = pa.array(np.char.add("row-", np.char.zfill(np.arange(ROWS).astype("U8"), 8)))
+    type_names = np.array(["conversation", "detail", "complex_reasoning"], dtype=object)
+    types = pa.array(type_names[rng.integers(0, 3, ROWS)])
+    styles = pa.array(np.array(STYLES, dtype=object)[rng.integers(0, len(STYLES), ROWS)])
     question = rng.standard_normal(ROWS, dtype=np.float32)
     answer = rng.standard_normal(ROWS, dtype=np.float32)
     runs = {

@@ -49,10 +49,9 @@ def decide(scored: datasets.Dataset, selection: Selection) -> list[str | None]:
     """Reason per scored row (None: kept), from the selection policy."""
     # Arrow format honours an indices mapping (a select/shuffle); `.data` would not.
     table = scored.with_format("arrow")
-    columns = {
-        name: table[name].to_numpy()
-        for name in ("id", "type", "style", "question_score", "answer_score")
-    }
+    columns = {name: table[name] for name in ("id", "type", "style")}  # strings stay in Arrow
+    for name in ("question_score", "answer_score"):
+        columns[name] = table[name].to_numpy()
     columns["answer_min_score"] = weakest_turn(table["answer_scores"])
     return reason_names(select(selection, columns))
 

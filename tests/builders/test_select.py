@@ -1,5 +1,6 @@
 """Selection policies on small hand-made data, with exact expected kept ids."""
 
+import numpy as np
 import pytest
 
 from align2.builders.select import (
@@ -10,6 +11,7 @@ from align2.builders.select import (
     ThresholdSelection,
     TopKSelection,
     reason_names,
+    select,
     select_align2,
     select_budget,
     select_random,
@@ -45,6 +47,20 @@ def test_ties_break_by_id_whatever_the_input_order():
     assert kept(ids, reasons) == ["a", "b"]
     ids2, scores2 = list(reversed(ids)), [1.0] * 4
     assert kept(ids2, select_top_k(ids2, scores2, TopKSelection(k=2))) == ["a", "b"]
+
+
+def test_arrow_columns_select_what_lists_do():
+    import pyarrow as pa
+
+    ids = [f"r{i}" for i in (5, 1, 4, 2, 3, 0)]
+    types = ["a", "b", "a", "b", "a", "b"]
+    scores = np.array([0.5, 0.5, 0.1, 0.9, 0.5, 0.5], dtype=np.float32)
+    columns = {"id": ids, "type": types, "style": types, "question_score": scores,
+               "answer_score": scores, "answer_min_score": scores}  # fmt: skip
+    arrow = {**columns, **{k: pa.chunked_array([columns[k]]) for k in ("id", "type", "style")}}
+    for policy in (Align2Selection(0.7, 0.7), BudgetSelection(budget=3), TopKSelection(k=2)):
+        assert select(policy, arrow).tolist() == select(policy, columns).tolist()
+    assert kept(ids, select(TopKSelection(k=2), arrow)) == ["r0", "r2"]  # r0 wins the 0.5 tie
 
 
 def test_threshold_and_top_k():
