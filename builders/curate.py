@@ -12,9 +12,11 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pyarrow as pa
+from datasets.fingerprint import Hasher
 
 from align2.builders.dedup import DedupConfig, find_duplicates
 from align2.builders.ledger import Ledger
+from align2.builders.llm_styler import LLMStyler, LLMStylerConfig
 from align2.builders.score import SCORE_FEATURES, ScoringConfig, score_dataset
 from align2.builders.select import Align2Selection, Selection, reason_names, select
 from align2.builders.styler import label_styles
@@ -33,6 +35,7 @@ class CurationConfig:
     scoring: ScoringConfig
     selection: Selection = field(default_factory=Align2Selection)
     dedup: DedupConfig | None = field(default_factory=DedupConfig)  # None: no dedup
+    styler: LLMStylerConfig | None = None  # None: the training-free rules (styler.py)
 
 
 @dataclass
@@ -80,7 +83,14 @@ def curate(
     process (GPUs through `with_rank`), `ray` with Ray Data over an actor pool."""
     if engine not in ENGINES:
         raise Align2Error(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
-    styled = dataset.map(label_styles, batched=True, desc="styling")
+    if config.styler is None:
+        styled = dataset.map(label_styles, batched=True, desc="styling")
+    else:  # small map batches: the progress bar moves with the model's forward passes
+        styler = LLMStyler(config.styler)
+        fingerprint = Hasher.hash([dataset._fingerprint, styler.identity])
+        styled = dataset.map(
+            styler, batched=True, batch_size=64, new_fingerprint=fingerprint, desc="styling (LLM)"
+        )
     if config.dedup is not None:
         dedup = find_duplicates(styled, config.dedup)
         reasons, duplicate_of = dedup.reasons, dedup.duplicate_of

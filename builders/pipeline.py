@@ -10,6 +10,7 @@ import numpy as np
 
 from align2.builders.curate import KEPT_DECISION, Curation, CurationConfig, curate
 from align2.builders.dedup import DedupConfig
+from align2.builders.llm_styler import LLMStylerConfig
 from align2.builders.output import write_curation
 from align2.builders.quality import quality_report, read_truth
 from align2.builders.score import ScoringConfig
@@ -50,6 +51,7 @@ def run_curation(
     engine: str = "local",
     batch_size: int = 64,
     trust_remote_code: bool = False,
+    styler: LLMStylerConfig | None = None,  # None: the training-free rules
 ) -> CurationRun:
     """Models default to the embedded demo reward models (trained once, cached)."""
     if question_model is None or answer_model is None:
@@ -76,6 +78,7 @@ def run_curation(
         ),
         selection=selection,
         dedup=dedup,
+        styler=styler,
     )
     curation = curate(dataset, config, out / "work", quarantine.ledger, engine=engine)
     quality = None

@@ -80,6 +80,14 @@ class Selection(_Strict):
     seed: int | None = None
 
 
+class Styler(_Strict):
+    """Styles from a causal LM prompted with mmSSR's style list (see llm_styler.py)."""
+
+    model: str  # a causal LM that can follow the instruction (SmolLM2-135M cannot)
+    revision: str | None = None
+    batch_size: int = Field(8, ge=1)
+
+
 class Rewrite(_Strict):
     model: str = "smollm2"
     revision: str | None = None
@@ -102,6 +110,7 @@ class Recipe(_Strict):
     validation: Validation = Validation()
     dedup: Dedup | None = Dedup()
     reward: Reward = Reward()
+    styler: Styler | None = None  # None: the training-free rules
     selection: Selection = Selection()
     rewrite: Rewrite | None = None
     output: Output = Output()

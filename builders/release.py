@@ -19,6 +19,7 @@ from align2.builders.curate import KEPT_DECISION
 from align2.builders.dedup import DedupConfig
 from align2.builders.demo_pool import DemoPoolConfig, build_demo_pool, write_demo_pool
 from align2.builders.exports import export
+from align2.builders.llm_styler import LLMStylerConfig
 from align2.builders.output import write_json, write_parquet
 from align2.builders.pipeline import run_curation
 from align2.builders.quality import read_truth_answers, rewrite_truth_report
@@ -117,6 +118,7 @@ def build_release(
         dedup=None if recipe.dedup is None else DedupConfig(**recipe.dedup.model_dump()),
         truth=truth,
         batch_size=reward.batch_size,
+        styler=None if recipe.styler is None else LLMStylerConfig(**recipe.styler.model_dump()),
     )
     kept = run.curation.kept
     rewrite = None

@@ -241,7 +241,7 @@ def generate(
 
 @torch.inference_mode()
 def option_probabilities(
-    llm: LLM, prompts: list[str], options: tuple[str, str], batch_size: int = 8
+    llm: LLM, prompts: list[str], options: tuple[str, ...], batch_size: int = 8
 ) -> np.ndarray:
     """P(first answer token = each option label) per prompt, renormalised over the options:
     one forward pass per prompt, no sampling. Shape (len(prompts), len(options))."""

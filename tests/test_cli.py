@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
+from align2.builders.llm_styler import LLMStyler, LLMStylerConfig
+
 ALIGN2 = str(Path(sys.executable).with_name("align2"))
 
 
@@ -148,10 +152,15 @@ def test_curate_then_rewrite(tmp_path, small_pool, tiny_models, tiny_lm):
     out = tmp_path / "curated"
     args = ["--llava-json", small_pool / "llava_pool.json", "--image-folder", small_pool / "images"]
     models = ["--question-model", tiny_models[0], "--answer-model", tiny_models[1]]
-    result = run("curate", *args, *models, "--out", out, "--truth", small_pool / "truth.jsonl")
+    truth = small_pool / "truth.jsonl"
+    result = run("curate", *args, *models, "--out", out, "--truth", truth, "--style-model", tiny_lm)
     assert result.returncode == 0, result.stderr
     ledger = json.loads((out / "ledger.json").read_text())
     assert ledger["total"] == 60
+    scored = pq.read_table(next((out / "scored").glob("*.parquet")))
+    styler = LLMStyler(LLMStylerConfig(model=tiny_lm))
+    styles = styler({"conversations": scored.column("conversations").to_pylist()})["style"]
+    assert scored.column("style").to_pylist() == styles  # the LLM's labels, not the rules'
     assert json.loads((out / "quality.json").read_text())["kept"] == ledger["kept"]
     result = run("rewrite", "--input", out, "--model", tiny_lm, "--max-new-tokens", "6",
                  "--out", tmp_path / "rewritten")  # fmt: skip

@@ -38,12 +38,19 @@ def curate_command(
     truth: Annotated[
         Path | None, typer.Option(help="Ground truth (truth.jsonl) for the quality report.")
     ] = None,
+    style_model: Annotated[
+        str | None,
+        typer.Option(
+            help="Label styles with this causal LM (Hub id, folder or .gguf) instead of the rules."
+        ),
+    ] = None,
     engine: Annotated[str, typer.Option(help="local (datasets) | ray (Ray Data)")] = "local",
     batch_size: Annotated[int, typer.Option(help="Sequences per forward pass.")] = 64,
     trust_remote_code: Annotated[bool, typer.Option(help="Run model code from the Hub.")] = False,
 ) -> None:
     """Keep the best rows of a pool; every row is accounted for in the ledger."""
     from align2.builders.dedup import DedupConfig
+    from align2.builders.llm_styler import LLMStylerConfig
     from align2.builders.pipeline import run_curation
     from align2.builders.select import make_policy
 
@@ -69,6 +76,9 @@ def curate_command(
         engine=engine,
         batch_size=batch_size,
         trust_remote_code=trust_remote_code,
+        styler=None
+        if style_model is None
+        else LLMStylerConfig(model=style_model, trust_remote_code=trust_remote_code),
     )
     typer.echo(result.ledger.table())
     if result.quality is not None:
