@@ -244,14 +244,33 @@ def option_probabilities(
     llm: LLM, prompts: list[str], options: tuple[str, ...], batch_size: int = 8
 ) -> np.ndarray:
     """P(first answer token = each option label) per prompt, renormalised over the options:
-    one forward pass per prompt, no sampling. Shape (len(prompts), len(options))."""
+    one forward pass per prompt, no sampling. Shape (len(prompts), len(options)).
+
+    As in `generate_batch`, the batch's common beginning is encoded once and its KV cache
+    shared; positions come from the attention mask, so each row sees its own prompt."""
     model, tokenizer = llm.load()
     option_ids = [tokenizer(o, add_special_tokens=False)["input_ids"][0] for o in options]
     probabilities = np.empty((len(prompts), len(options)), dtype=np.float64)
     for start in range(0, len(prompts), batch_size):
         batch = prompts[start : start + batch_size]
-        inputs = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False)
-        logits = model(**inputs.to(model.device)).logits[:, -1, :].float()  # left padded
+        token_ids = tokenizer(batch, add_special_tokens=False)["input_ids"]
+        prefix = shared_prefix(token_ids) if _attention_only(model) else 0
+        input_ids, mask = _inputs_after_prefix(
+            token_ids, prefix, tokenizer.pad_token_id, model.device
+        )
+        cache = DynamicCache(config=model.config)
+        if prefix:
+            model(input_ids=input_ids[:1, :prefix], past_key_values=cache, use_cache=True)
+            cache.batch_repeat_interleave(len(batch))
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        output = model(
+            input_ids=input_ids[:, prefix:],
+            attention_mask=mask,
+            position_ids=positions[:, prefix:],
+            past_key_values=cache,
+            use_cache=True,
+        )
+        logits = output.logits[:, -1, :].float()
         chosen = torch.log_softmax(logits, dim=-1)[:, option_ids]
         probabilities[start : start + len(batch)] = torch.softmax(chosen, dim=-1).cpu().numpy()
     return probabilities

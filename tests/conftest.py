@@ -59,6 +59,21 @@ def tiny_lm(tmp_path_factory):
     return str(folder)
 
 
+@pytest.fixture(scope="session")
+def lively_lm(tiny_lm, tmp_path_factory):
+    """The tiny random LM with its weights scaled up: at their initial scale every prompt
+    gets nearly the same next-token distribution, so a row given another row's result (or
+    the wrong positions) could pass unnoticed."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    folder = shutil.copytree(tiny_lm, tmp_path_factory.mktemp("lively") / "lm")
+    weights = {k: v * 8.0 for k, v in load_file(folder / "model.safetensors").items()}
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    return str(folder)
+
+
 # Tiny random reward models saved as folders: the scoring path loads them exactly as it loads
 # trained ones.
 def save_tiny_vlm(folder, seed):

@@ -37,16 +37,6 @@ ROWS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def lively_lm(tiny_lm, tmp_path_factory):
-    """The tiny random LM with its weights scaled up: at their initial scale every prompt
-    gets the same label, and a mixed-up row could not be told from a right one."""
-    folder = shutil.copytree(tiny_lm, tmp_path_factory.mktemp("lively") / "lm")
-    weights = {k: v * 8.0 for k, v in load_file(folder / "model.safetensors").items()}
-    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
-    return str(folder)
-
-
 def test_a_batch_labels_each_row_as_its_own_prompt_does(lively_lm):
     styler = LLMStyler(LLMStylerConfig(model=lively_lm, batch_size=2))
     together = styler({"conversations": ROWS})["style"]

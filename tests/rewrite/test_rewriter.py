@@ -2,6 +2,7 @@
 one small test, the embedded SmolLM2 on a handful of demo samples."""
 
 import datasets
+import numpy as np
 import pytest
 
 from align2.builders.demo_pool import DemoPoolConfig, build_demo_pool
@@ -124,3 +125,26 @@ def test_a_batch_sharing_a_prefix_generates_what_each_prompt_alone_does(tiny_lm)
     token_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
     assert shared_prefix(token_ids) > 10  # the system prompt and chat markup
     assert shared_prefix([[1, 2, 3], [1, 2]]) == 1  # each row keeps a token of its own
+
+
+def test_option_probabilities_of_a_shared_prefix_batch_match_each_prompt_alone(lively_lm):
+    import torch
+
+    from align2.rewrite.generation import LLM, option_probabilities
+
+    llm = LLM(lively_lm)
+    model, tokenizer = llm.load()
+    system = "Two versions of a text. Which is clearer? Reply with A or B."
+    users = ("A: The circle is red.\nB: Red circle.", "A: No.\nB: No, there is none.", "A: Yes")
+    prompts = [llm.chat(system, user) for user in users]
+    options = ("A", "B")
+    option_ids = [tokenizer(o, add_special_tokens=False)["input_ids"][0] for o in options]
+    alone = []
+    for prompt in prompts:  # the reference: one unpadded forward per prompt
+        ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+        with torch.inference_mode():
+            logits = model(ids).logits[0, -1].float().log_softmax(-1)[option_ids]
+        alone.append(logits.softmax(-1).numpy())
+    batched = option_probabilities(llm, prompts, options, batch_size=3)
+    assert np.allclose(batched, np.stack(alone), atol=1e-5)
+    assert np.abs(np.stack(alone)[:, 0] - 0.5).max() > 0.01  # the rows are told apart
