@@ -8,7 +8,7 @@ same model gives the same labels. The list comes first, so every prompt shares i
 prefix.
 
 There is no embedded default: SmolLM2-135M is too small for the task (it replied "1" for
-all 204 demo-pool rows it was asked about). Pass an instruction-tuned model that can.
+every one of 200 demo-pool rows). Pass an instruction-tuned model that can.
 
 The transform pickles without its loaded model, and `identity` (the model's name, revision
 and weight fingerprint, and the prompt) keys its `datasets` cache: an unchanged step loads
