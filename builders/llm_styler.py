@@ -83,7 +83,7 @@ class LLMStyler:
         """What the labels depend on: the model and the prompt."""
         config = self.config
         model = (config.model, config.revision, config.trust_remote_code, self.fingerprint)
-        return Hasher.hash([model, SYSTEM, STYLE_MEANINGS, style_prompt([])])
+        return Hasher.hash([model, SYSTEM, style_prompt([])])  # the prompt names every style
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "_llm"}

@@ -145,6 +145,24 @@ def _inputs_after_prefix(token_ids: list[list[int]], prefix: int, pad_id: int, d
     return torch.tensor(input_ids, device=device), torch.tensor(mask, device=device)
 
 
+def _prefix_batch(model, tokenizer, prompts: list[str]):
+    """(input_ids, attention_mask, prefix, shared): the batch laid out after its common
+    beginning (`prefix` tokens, 0 for plain left padding), whose KV cache, computed once and
+    repeated per row, `shared` holds as model keyword arguments (empty without a prefix)."""
+    token_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    prefix = shared_prefix(token_ids) if _attention_only(model) else 0
+    input_ids, attention_mask = _inputs_after_prefix(
+        token_ids, prefix, tokenizer.pad_token_id, model.device
+    )
+    shared = {}
+    if prefix:
+        cache = DynamicCache(config=model.config)
+        model(input_ids=input_ids[:1, :prefix], past_key_values=cache, use_cache=True)
+        cache.batch_repeat_interleave(len(prompts))
+        shared["past_key_values"] = cache
+    return input_ids, attention_mask, prefix, shared
+
+
 def _attention_only(model) -> bool:
     """Whether every layer is full attention over a default KV cache: padding between the
     prefix and a row's own tokens is then invisible. Recurrent or linear-attention layers
@@ -169,11 +187,6 @@ def generate_batch(
     does its float32 text; bfloat16 rounding can vary with the batch's shapes)."""
     budgets = budgets or [config.max_new_tokens] * len(prompts)
     model, tokenizer = llm.load()
-    token_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
-    prefix = shared_prefix(token_ids) if _attention_only(model) else 0  # 0: plain left padding
-    input_ids, attention_mask = _inputs_after_prefix(
-        token_ids, prefix, tokenizer.pad_token_id, model.device
-    )
     if config.do_sample:  # a seed from the prompts: a rerun of this batch samples the same
         digest = hashlib.sha256("\n".join(prompts).encode()).digest()
         torch.manual_seed(config.seed + int.from_bytes(digest[:4], "little"))
@@ -184,12 +197,7 @@ def generate_batch(
     )
     bf16 = use_bf16(config.bf16, on_cpu=True)
     with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
-        shared = {}
-        if prefix:
-            cache = DynamicCache(config=model.config)
-            model(input_ids=input_ids[:1, :prefix], past_key_values=cache, use_cache=True)
-            cache.batch_repeat_interleave(len(prompts))
-            shared["past_key_values"] = cache
+        input_ids, attention_mask, _, shared = _prefix_batch(model, tokenizer, prompts)
         output = model.generate(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -253,22 +261,13 @@ def option_probabilities(
     probabilities = np.empty((len(prompts), len(options)), dtype=np.float64)
     for start in range(0, len(prompts), batch_size):
         batch = prompts[start : start + batch_size]
-        token_ids = tokenizer(batch, add_special_tokens=False)["input_ids"]
-        prefix = shared_prefix(token_ids) if _attention_only(model) else 0
-        input_ids, mask = _inputs_after_prefix(
-            token_ids, prefix, tokenizer.pad_token_id, model.device
-        )
-        cache = DynamicCache(config=model.config)
-        if prefix:
-            model(input_ids=input_ids[:1, :prefix], past_key_values=cache, use_cache=True)
-            cache.batch_repeat_interleave(len(batch))
+        input_ids, mask, prefix, shared = _prefix_batch(model, tokenizer, batch)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         output = model(
             input_ids=input_ids[:, prefix:],
             attention_mask=mask,
             position_ids=positions[:, prefix:],
-            past_key_values=cache,
-            use_cache=True,
+            **shared,
         )
         logits = output.logits[:, -1, :].float()
         chosen = torch.log_softmax(logits, dim=-1)[:, option_ids]

@@ -68,7 +68,7 @@ def test_cache_key_follows_the_weights_not_the_batch_size(tiny_lm, tmp_path):
     assert copy({"conversations": ROWS})["style"] == small({"conversations": ROWS})["style"]
 
 
-def test_the_curation_run_keeps_the_llm_styles(tmp_path, small_pool, tiny_models, tiny_lm):
+def test_the_curation_run_keeps_the_llm_styles(tmp_path, small_pool, tiny_models, lively_lm):
     run = run_curation(
         llava_json=small_pool / "llava_pool.json",
         image_folder=small_pool / "images",
@@ -77,11 +77,12 @@ def test_the_curation_run_keeps_the_llm_styles(tmp_path, small_pool, tiny_models
         question_model=tiny_models[0],
         answer_model=tiny_models[1],
         dedup=None,
-        styler=LLMStylerConfig(model=tiny_lm, batch_size=16),
+        styler=LLMStylerConfig(model=lively_lm, batch_size=16),
     )
     scored = run.curation.scored
-    expected = LLMStyler(LLMStylerConfig(model=tiny_lm))({"conversations": scored["conversations"]})
-    assert scored["style"] == expected["style"]
+    styler = LLMStyler(LLMStylerConfig(model=lively_lm))
+    expected = styler({"conversations": scored["conversations"]})
+    assert scored["style"] == expected["style"] and len(set(expected["style"])) > 1
     written = pq.read_table(next((tmp_path / "out" / "scored").glob("*.parquet")))
     assert written.column("style").to_pylist() == expected["style"]
 
