@@ -21,6 +21,7 @@ from pathlib import Path
 from align2.builders.demo_pool import DemoPoolConfig, build_demo_pool, write_demo_pool
 from align2.builders.pipeline import run_curation
 from align2.builders.select import Align2Selection, BudgetSelection
+from align2.builders.sources import LlavaJsonSource
 from align2.reward.demo_models import demo_reward_models
 from align2.reward.train import DEMO_ANSWER_TRAINING
 
@@ -42,8 +43,7 @@ def main() -> int:
     reports = {}
     for name, policy in POLICIES.items():
         run = run_curation(
-            llava_json=pool / "llava_pool.json",
-            image_folder=pool / "images",
+            sources=[LlavaJsonSource(pool / "llava_pool.json", pool / "images")],
             out=work / name,
             selection=policy,
             question_model=str(question_model),

@@ -3,6 +3,7 @@ quality report -> outputs. The CLI and recipes call this; stages stay apart from
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,10 +16,11 @@ from align2.builders.output import write_curation
 from align2.builders.quality import quality_report, read_truth
 from align2.builders.score import ScoringConfig
 from align2.builders.select import Selection
-from align2.builders.sources import LlavaJsonSource, load_canonical
+from align2.builders.sources import Source, load_canonical
 from align2.builders.validate import Quarantine, ValidationConfig
 
 QUARANTINE_FILE = "quarantine.jsonl"
+CANONICAL_FILE = "work/canonical.arrow"  # the validated pool, memory-mapped
 
 
 @dataclass
@@ -27,6 +29,8 @@ class CurationRun:
     quality: dict | None
     paths: dict
     models: tuple[str, str]  # (question, answer) reward models used
+    provenance: list[dict]  # each source: file + sha256, or dataset + commit
+    quarantine: Quarantine  # validation's counts (repeated ids among them)
 
     @property
     def ledger(self):
@@ -34,12 +38,12 @@ class CurationRun:
 
 
 DEFAULT_DEDUP = DedupConfig()
+DEFAULT_VALIDATION = ValidationConfig()
 
 
 def run_curation(
     *,
-    llava_json: Path,
-    image_folder: Path,
+    sources: Sequence[Source],
     out: Path,
     selection: Selection,
     question_model: str | None = None,
@@ -52,6 +56,7 @@ def run_curation(
     batch_size: int = 64,
     trust_remote_code: bool = False,
     styler: LLMStylerConfig | None = None,  # None: the training-free rules
+    validation: ValidationConfig = DEFAULT_VALIDATION,
 ) -> CurationRun:
     """Models default to the embedded demo reward models (trained once, cached)."""
     if question_model is None or answer_model is None:
@@ -63,8 +68,7 @@ def run_curation(
     out = Path(out)
     quarantine = Quarantine(path=out / QUARANTINE_FILE)
     try:
-        source = LlavaJsonSource(Path(llava_json), Path(image_folder))
-        dataset = load_canonical(source, ValidationConfig(image_folder=image_folder), quarantine)
+        dataset = load_canonical(sources, validation, quarantine, path=out / CANONICAL_FILE)
     finally:
         quarantine.close()
     config = CurationConfig(
@@ -87,4 +91,7 @@ def run_curation(
         kept = np.asarray(scored["decision"][:]) == KEPT_DECISION
         quality = quality_report(scored["id"], kept, read_truth(truth))
     paths = write_curation(curation, out, quality)
-    return CurationRun(curation, quality, paths, (question_model, answer_model))
+    provenance = [source.provenance() for source in sources]
+    return CurationRun(
+        curation, quality, paths, (question_model, answer_model), provenance, quarantine
+    )

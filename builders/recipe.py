@@ -6,12 +6,21 @@ a misspelt key fails before any work, naming the field and what is allowed. Trus
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from align2.builders.sources import HFDatasetSource, LlavaJsonSource
 from align2.errors import Align2Error
 
 SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
@@ -31,26 +40,43 @@ class DemoPoolSource(_Strict):
 
 
 class LlavaSource(_Strict):
-    llava_json: Path
+    # One file or several (LLaVA-Instruct's conversation_58k, detail_23k and
+    # complex_reasoning_77k): each row's type comes from its own file's name.
+    llava_json: tuple[Path, ...]
     image_folder: Path
     truth: Path | None = None  # ground truth for the quality report, when there is one
+
+    @field_validator("llava_json", mode="before")
+    @classmethod
+    def _one_or_more(cls, value):
+        return [value] if isinstance(value, (str, Path)) else value
+
+    def sources(self) -> list[LlavaJsonSource]:
+        return [LlavaJsonSource(path, self.image_folder) for path in self.llava_json]
 
 
 class Source(_Strict):
     demo_pool: DemoPoolSource | None = None
     llava: LlavaSource | None = None
+    dataset: HFDatasetSource | None = None  # a Hub id, a data folder or a save_to_disk folder
     license: str = "other"  # carried into the card; the demo pool is easy-VQA's (MIT)
     name: str | None = None  # Hub-style id shown in the card's source_datasets
 
     @model_validator(mode="after")
     def _one_source(self):
-        if (self.llava is None) == (self.demo_pool is None):
-            raise ValueError("give exactly one of `demo_pool` or `llava`")
+        given = [k for k in ("demo_pool", "llava", "dataset") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of `demo_pool`, `llava` or `dataset`"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
         return self
 
 
 class Validation(_Strict):
     max_image_pixels: int = 4096 * 4096
+    # "derive": a repeated id (LLaVA's image ids) gets a derived key; "strict": quarantined.
+    unique_ids: Literal["derive", "strict"] = "derive"
 
 
 class Dedup(_Strict):
@@ -147,15 +173,22 @@ def load_recipe(path: str | Path) -> Recipe:
 
 def _resolve(source: Source, base: Path) -> Source:
     """Relative paths in a recipe are relative to the recipe file."""
-    if source.llava is None:
-        return source
-    llava = source.llava
-    paths = {
-        name: (base / value if value is not None and not Path(value).is_absolute() else value)
-        for name, value in (
-            ("llava_json", llava.llava_json),
-            ("image_folder", llava.image_folder),
-            ("truth", llava.truth),
-        )
-    }
-    return source.model_copy(update={"llava": llava.model_copy(update=paths)})
+
+    def near(value):
+        return base / value if value is not None and not Path(value).is_absolute() else value
+
+    if source.llava is not None:
+        llava = source.llava
+        paths = {
+            "llava_json": tuple(near(p) for p in llava.llava_json),
+            "image_folder": near(llava.image_folder),
+            "truth": near(llava.truth),
+        }
+        return source.model_copy(update={"llava": llava.model_copy(update=paths)})
+    if source.dataset is not None:
+        dataset = source.dataset
+        changes = {"image_folder": near(dataset.image_folder)}
+        if (base / dataset.path).exists() and not Path(dataset.path).is_absolute():
+            changes["path"] = str(base / dataset.path)  # a local folder, not a Hub id
+        return source.model_copy(update={"dataset": replace(dataset, **changes)})
+    return source

@@ -25,7 +25,9 @@ from align2.builders.pipeline import run_curation
 from align2.builders.quality import read_truth_answers, rewrite_truth_report
 from align2.builders.recipe import Recipe
 from align2.builders.select import make_policy
+from align2.builders.sources import LlavaJsonSource, Source
 from align2.builders.targets import RELEASE_FILE, HubTarget, LocalHub, bump_patch
+from align2.builders.validate import ValidationConfig
 from align2.cards.dataset_card import CardInputs, plot_scores, render_dataset_card
 
 FIRST_VERSION = "0.1.0"
@@ -57,7 +59,8 @@ def release_file(config: str, digest: str) -> str:
     return f"{config}/train-{digest[:12]}-00000-of-00001.parquet"
 
 
-def _source_files(recipe: Recipe, work: Path) -> tuple[Path, Path, Path | None, str]:
+def _sources(recipe: Recipe, work: Path) -> tuple[list[Source], Path | None, str]:
+    """(sources, ground truth or None, the name the card gives the source)."""
     if recipe.source.demo_pool is not None:
         demo = recipe.source.demo_pool
         pool = work / "pool"
@@ -65,9 +68,13 @@ def _source_files(recipe: Recipe, work: Path) -> tuple[Path, Path, Path | None, 
             split=demo.split, size=demo.size, defect_rate=demo.defect_rate, seed=demo.seed
         )
         write_demo_pool(build_demo_pool(config), pool)
-        return pool / "llava_pool.json", pool / "images", pool / "truth.jsonl", DEMO_SOURCE
-    llava = recipe.source.llava
-    return llava.llava_json, llava.image_folder, llava.truth, recipe.source.name or "local"
+        source = LlavaJsonSource(pool / "llava_pool.json", pool / "images")
+        return [source], pool / "truth.jsonl", DEMO_SOURCE
+    if recipe.source.llava is not None:
+        llava = recipe.source.llava
+        return llava.sources(), llava.truth, recipe.source.name or "local"
+    dataset = recipe.source.dataset
+    return [dataset], None, recipe.source.name or dataset.path
 
 
 def _rewrite(kept: datasets.Dataset, recipe: Recipe, work: Path):
@@ -102,11 +109,10 @@ def build_release(
     """Run `recipe` and publish it to `target` (unless the latest version has its content)."""
     work = Path(work_root) / recipe.name  # kept between builds: score and generation caches
     work.mkdir(parents=True, exist_ok=True)
-    llava_json, image_folder, truth, source = _source_files(recipe, work)
+    sources, truth, source = _sources(recipe, work)
     reward = recipe.reward
     run = run_curation(
-        llava_json=llava_json,
-        image_folder=image_folder,
+        sources=sources,
         out=work / "curation",
         selection=make_policy(
             recipe.selection.policy, **recipe.selection.model_dump(exclude={"policy"})
@@ -119,6 +125,7 @@ def build_release(
         truth=truth,
         batch_size=reward.batch_size,
         styler=None if recipe.styler is None else LLMStylerConfig(**recipe.styler.model_dump()),
+        validation=ValidationConfig(**recipe.validation.model_dump()),
     )
     kept = run.curation.kept
     rewrite = None
@@ -180,6 +187,8 @@ def build_release(
                 changelog=_changelog(previous_ids, kept["id"], latest),
                 data_files={c: release_file(c, digest) for c in files},
                 command=command,
+                provenance=run.provenance,
+                repeated_ids=run.quarantine.repeated_ids,
             )
         )
         (release / "README.md").write_text(card, encoding="utf-8")

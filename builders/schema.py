@@ -18,24 +18,18 @@ TURN = {"from": Value("string"), "value": Value("string")}
 
 # `image` is `Image()`: a path string stays a path (decoded lazily) until publishing
 # embeds the bytes; sources with embedded images keep their bytes.
+# `id` is the row's key, unique within a build; `source_id` is the id the source gave it.
+# LLaVA's ids are image ids, shared by every row on an image (validate.RowKeys).
 FEATURES = Features(
     {
         "id": Value("string"),
+        "source_id": Value("string"),
         "image": Image(),
         "conversations": List(TURN),
         "type": Value("string"),
         "source": Value("string"),
     }
 )
-CORE_COLUMNS = tuple(FEATURES)
-
-
-def features_with(**extra) -> Features:
-    """The canonical features plus stage-specific columns (which may not shadow core ones)."""
-    clash = sorted(set(extra) & set(FEATURES))
-    if clash:
-        raise ValueError(f"columns {clash} are canonical and cannot be redefined")
-    return Features({**FEATURES, **extra})
 
 
 def type_from_filename(name: str) -> str:

@@ -1,7 +1,7 @@
 """Validation and quarantine: every input row ends valid or quarantined with a reason.
 
 Checks are small pure functions that return a `Problem` or None; `validate` owns the loop,
-the duplicate-id bookkeeping and the counts, so a new check is one function and one reason.
+the row keys and the counts, so a new check is one function and one reason.
 """
 
 from __future__ import annotations
@@ -9,11 +9,12 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from PIL import Image, UnidentifiedImageError
 
@@ -66,6 +67,41 @@ class ValidationConfig:
     max_image_pixels: int = 4096 * 4096
     # A full decode catches truncated files that a header read misses (it costs a decode each).
     decode_images: bool = True
+    # "derive": a repeated id gets a derived key (RowKeys); "strict": it is quarantined.
+    unique_ids: Literal["derive", "strict"] = "derive"
+
+
+@dataclass
+class RowKeys:
+    """Row keys, unique within a build. In LLaVA-Instruct (and many LLaVA-format sets) `id` is
+    the image id, shared by the conversation, detail and reasoning rows of one image: a repeat
+    is not an error there. The first row keeps its id; later ones get `<id>-1`, `<id>-2`, ...
+    in source order (skipping keys already taken), and every row keeps its `source_id`."""
+
+    strict: bool = False
+    first_row: dict[str, int] = field(default_factory=dict)  # source id -> its first row
+    next_suffix: Counter = field(default_factory=Counter)  # source id -> last suffix given
+    taken: set[str] = field(default_factory=set)
+    n_repeated: int = 0  # rows whose source id an earlier row had
+
+    def key(self, source_id: str, index: int) -> str | Problem:
+        if source_id not in self.first_row:
+            self.first_row[source_id] = index
+            if source_id not in self.taken:
+                self.taken.add(source_id)
+                return source_id
+            # else an earlier row's derived key is this id: this row gets one too
+        elif self.strict:
+            first = self.first_row[source_id]
+            return Problem(Reason.DUPLICATE_ID, f"id {source_id!r} already used by row {first}")
+        else:
+            self.n_repeated += 1
+        n = self.next_suffix[source_id] + 1
+        while f"{source_id}-{n}" in self.taken:
+            n += 1
+        self.next_suffix[source_id] = n
+        self.taken.add(f"{source_id}-{n}")
+        return f"{source_id}-{n}"
 
 
 REQUIRED_FIELDS = ("id", "image", "conversations")
@@ -213,6 +249,7 @@ class Quarantine:
     path: Path | None = None
     ledger: Ledger = field(default_factory=Ledger)
     entries: list[dict] = field(default_factory=list)
+    repeated_ids: int = 0  # valid rows whose id an earlier row had (information, not a drop)
 
     def __post_init__(self):
         self._file = None
@@ -250,26 +287,27 @@ def validate(
     source: str,
     default_type: str,
     force_type: str | None = None,
+    keys: RowKeys | None = None,
 ) -> Iterator[dict]:
-    """Yield canonical rows; quarantine the rest. The first valid row with an id wins."""
-    seen: dict[str, int] = {}
+    """Yield canonical rows; quarantine the rest. `keys` is shared by every source of a build."""
+    keys = keys if keys is not None else RowKeys(strict=config.unique_ids == "strict")
     for raw in records:
         problem = raw.problem or check_record(raw.record)
         image = None
         if problem is None:
             image, problem = check_image(raw.record["image"], config)
-        row_id = str(raw.record["id"]) if problem is None else None
-        if problem is None and row_id in seen:
-            problem = Problem(
-                Reason.DUPLICATE_ID, f"id {row_id!r} already used by row {seen[row_id]}"
-            )
+        if problem is None:
+            source_id = str(raw.record["id"])
+            key = keys.key(source_id, raw.index)
+            if isinstance(key, Problem):
+                problem = key
         if problem is not None:
             quarantine.add(raw.index, raw.record, problem, source)
             continue
-        seen[row_id] = raw.index
         quarantine.ledger.keep()
         yield {
-            "id": row_id,
+            "id": key,
+            "source_id": source_id,
             "image": image,
             "conversations": [
                 {"from": t["from"], "value": t["value"]} for t in raw.record["conversations"]

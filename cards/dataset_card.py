@@ -36,7 +36,9 @@ class CardInputs:
     quality: dict | None = None
     rewrite: dict | None = None  # model, report
     data_files: dict[str, str] = field(default_factory=dict)  # config -> path in the repo
-    data_files: dict[str, str] = field(default_factory=dict)  # config -> path in the repo
+    provenance: list[dict] = field(default_factory=list)  # per source: file + sha256, id + commit
+    repeated_ids: int = 0  # valid rows whose source id an earlier row had (derived keys)
+    truncated_rows: int = 0  # scored rows with text cut to a reward model's context
     changelog: str = "First release."
     command: str = ""
     extra_tags: list[str] = field(default_factory=list)
@@ -60,6 +62,13 @@ def _example(row: dict) -> dict:
     turns = row["conversations"][:2]
     text = " / ".join(f"{t['from']}: {t['value']}" for t in turns)
     return {"id": safe(row["id"], 80), "text": safe(text), "reason": safe(row.get("reason") or "")}
+
+
+def _provenance(entry: dict) -> str:
+    """One source as a Markdown line: what it is and the digest or commit that pins it."""
+    pinned = [f"{key} `{safe(entry[key], 80)}`" for key in ("sha256", "revision") if entry.get(key)]
+    what = entry.get("file") or entry.get("dataset") or entry.get("source", "")
+    return f"`{safe(what, 160)}`" + (f" ({', '.join(pinned)})" if pinned else "")
 
 
 def _recipe_rows(recipe: dict) -> list[tuple[str, str]]:
@@ -108,6 +117,9 @@ def render_dataset_card(inputs: CardInputs) -> str:
         repo_id=safe(inputs.repo_id, 120),
         recipe_rows=_recipe_rows(inputs.recipe),
         source=safe(inputs.source, 200),
+        provenance=[_provenance(p) for p in inputs.provenance],
+        repeated_ids=inputs.repeated_ids,
+        truncated_rows=inputs.truncated_rows,
         question_model=safe(inputs.question_model, 200),
         answer_model=safe(inputs.answer_model, 200),
         ledger_rows=ledger_rows,

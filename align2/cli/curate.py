@@ -1,5 +1,6 @@
-"""`align2 curate`: validate, dedup, score and select a LLaVA pool; write the kept rows, every
-row's scores and decision, the ledger and (with ground truth) the quality report."""
+"""`align2 curate`: validate, dedup, score and select a pool (LLaVA files or a `datasets`
+dataset); write the kept rows, every row's scores and decision, the ledger and (with ground
+truth) the quality report."""
 
 from __future__ import annotations
 
@@ -9,13 +10,20 @@ from typing import Annotated
 
 import typer
 
+from align2.cli import sources
+
 DEMO_MODELS = "demo"
 
 
 def curate_command(
-    llava_json: Annotated[Path, typer.Option(help="LLaVA .json (a list) or .jsonl file.")],
-    image_folder: Annotated[Path, typer.Option(help="Folder that image paths are relative to.")],
     out: Annotated[Path, typer.Option(help="Output folder.")],
+    llava_json: sources.LlavaJson = None,
+    image_folder: sources.ImageFolder = None,
+    dataset: sources.Dataset = None,
+    split: sources.Split = "train",
+    revision: sources.Revision = None,
+    streaming: sources.Streaming = False,
+    unique_ids: sources.UniqueIds = sources.IdRule.derive,
     question_model: Annotated[
         str, typer.Option(help="Question reward model: folder or Hub id; 'demo' trains tiny-vlm.")
     ] = DEMO_MODELS,
@@ -53,6 +61,7 @@ def curate_command(
     from align2.builders.llm_styler import LLMStylerConfig
     from align2.builders.pipeline import run_curation
     from align2.builders.select import make_policy
+    from align2.builders.validate import ValidationConfig
 
     options = dict(
         question_ratio=question_ratio,
@@ -64,9 +73,11 @@ def curate_command(
         k=k,
         seed=seed,
     )
+    pool = sources.sources_from_options(
+        llava_json, image_folder, dataset, split, revision, streaming
+    )
     result = run_curation(
-        llava_json=llava_json,
-        image_folder=image_folder,
+        sources=pool,
         out=out,
         question_model=None if question_model == DEMO_MODELS else question_model,
         answer_model=None if answer_model == DEMO_MODELS else answer_model,
@@ -79,6 +90,7 @@ def curate_command(
         styler=None
         if style_model is None
         else LLMStylerConfig(model=style_model, trust_remote_code=trust_remote_code),
+        validation=ValidationConfig(unique_ids=unique_ids.value),
     )
     typer.echo(result.ledger.table())
     if result.quality is not None:

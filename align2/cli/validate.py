@@ -1,4 +1,4 @@
-"""`align2 validate`: check a LLaVA file and its images; write a report and a quarantine file."""
+"""`align2 validate`: check a pool's rows and images; write a report and a quarantine file."""
 
 from __future__ import annotations
 
@@ -8,11 +8,18 @@ from typing import Annotated
 
 import typer
 
+from align2.cli import sources
+
 
 def validate_command(
-    llava_json: Annotated[Path, typer.Option(help="LLaVA .json (a list) or .jsonl file.")],
-    image_folder: Annotated[Path, typer.Option(help="Folder that image paths are relative to.")],
     report: Annotated[Path, typer.Option(help="Where to write the JSON report.")],
+    llava_json: sources.LlavaJson = None,
+    image_folder: sources.ImageFolder = None,
+    dataset: sources.Dataset = None,
+    split: sources.Split = "train",
+    revision: sources.Revision = None,
+    streaming: sources.Streaming = False,
+    unique_ids: sources.UniqueIds = sources.IdRule.derive,
     quarantine: Annotated[
         Path | None,
         typer.Option(help="Quarantine file (JSON Lines); default REPORT.quarantine.jsonl"),
@@ -22,12 +29,15 @@ def validate_command(
     strict: Annotated[bool, typer.Option(help="Exit 1 when any row is quarantined.")] = False,
 ) -> None:
     """Validate every row; bad rows are quarantined with a reason, never lost."""
-    from align2.builders.sources import LlavaJsonSource, validate_source
+    from align2.builders.sources import validate_source
     from align2.builders.validate import ValidationConfig
 
-    config = ValidationConfig(image_folder=image_folder, max_image_pixels=max_image_pixels)
+    config = ValidationConfig(max_image_pixels=max_image_pixels, unique_ids=unique_ids.value)
     quarantine = quarantine or report.with_name(report.stem + ".quarantine.jsonl")
-    result = validate_source(LlavaJsonSource(llava_json, image_folder), config, quarantine)
+    pool = sources.sources_from_options(
+        llava_json, image_folder, dataset, split, revision, streaming
+    )
+    result = validate_source(pool, config, quarantine)
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps(result.report, indent=2) + "\n", encoding="utf-8")
     typer.echo(result.ledger.table())

@@ -1,66 +1,109 @@
 """Sources yield raw records; `load_canonical` validates them into canonical rows.
 
-A source is anything with `name`, `default_type`, `type` (a forced type or None) and
-`records()`; the LLaVA JSON and `datasets` sources below are the two built in.
+A source is anything with `name`, `default_type`, `type` (a forced type or None),
+`image_folder` (where its relative image paths resolve, or None), `records()` and
+`provenance()`; the LLaVA JSON and `datasets` sources below are the two built in. One build
+may read several sources: their rows share one key space (`RowKeys`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
 import datasets
+import pyarrow as pa
+from datasets.arrow_writer import ArrowWriter
 from tqdm.auto import tqdm
 
 from align2.builders.ledger import Ledger
 from align2.builders.schema import FEATURES
+from align2.builders.sources.digest import file_sha256
 from align2.builders.sources.hf_dataset import ColumnMapping, HFDatasetSource
 from align2.builders.sources.llava_json import LlavaJsonSource, write_llava_json
-from align2.builders.validate import Quarantine, RawRecord, ValidationConfig, validate
+from align2.builders.validate import (
+    Quarantine,
+    RawRecord,
+    RowKeys,
+    ValidationConfig,
+    validate,
+)
+
+WRITER_BATCH_ROWS = 1000  # rows held in memory before they are written out
 
 
 class Source(Protocol):
     name: str
     default_type: str
     type: str | None
+    image_folder: Path | None
 
     def records(self): ...  # Iterator[RawRecord]
 
+    def provenance(self) -> dict: ...  # what the card names: file + sha256, or id + commit
 
-def _rows(source: Source, config: ValidationConfig, quarantine: Quarantine):
-    yield from validate(
-        source.records(),
-        config,
-        quarantine,
-        source=source.name,
-        default_type=source.default_type,
-        force_type=source.type,
-    )
+
+def _as_list(sources) -> list:
+    return list(sources) if isinstance(sources, Sequence) else [sources]
+
+
+def canonical_rows(sources, config: ValidationConfig, quarantine: Quarantine):
+    """Every source's valid rows, in order, with keys unique across all of them."""
+    keys = RowKeys(strict=config.unique_ids == "strict")
+    for source in _as_list(sources):
+        folder = source.image_folder if source.image_folder is not None else config.image_folder
+        yield from validate(
+            source.records(),
+            replace(config, image_folder=folder),
+            quarantine,
+            source=source.name,
+            default_type=source.default_type,
+            force_type=source.type,
+            keys=keys,
+        )
+    quarantine.repeated_ids += keys.n_repeated
 
 
 def load_canonical(
-    source: Source,
+    sources: Source | Sequence[Source],
     config: ValidationConfig,
     quarantine: Quarantine,
     *,
-    streaming: bool = False,
-) -> datasets.Dataset | datasets.IterableDataset:
-    """Validated canonical rows as a `Dataset` (or a lazy `IterableDataset` when streaming).
-
-    When streaming, rows are validated as they are read, so the quarantine and its ledger
-    are complete only once the stream has been consumed.
-    """
-    if streaming:
-        return datasets.IterableDataset.from_generator(
-            _rows,
-            features=FEATURES,
-            gen_kwargs={"source": source, "config": config, "quarantine": quarantine},
+    path: Path | None = None,
+) -> datasets.Dataset:
+    """Validated canonical rows as a `Dataset`, written in batches as they are read (a source
+    of any size, streaming ones included, is never held in memory): to the Arrow file `path`
+    (memory-mapped), or to memory when `path` is None. Its fingerprint is the file's sha256,
+    so caches keyed by it follow the content, not the path."""
+    if path is None:
+        stream = pa.BufferOutputStream()
+        writer = ArrowWriter(features=FEATURES, stream=stream, writer_batch_size=WRITER_BATCH_ROWS)
+    else:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Written beside, then renamed: a killed run never leaves a partial file behind.
+        partial = Path(tempfile.mkstemp(prefix=".canonical-", dir=path.parent)[1])
+        writer = ArrowWriter(
+            features=FEATURES, path=str(partial), writer_batch_size=WRITER_BATCH_ROWS
         )
-    rows = list(_rows(source, config, quarantine))
-    if not rows:  # from_list cannot infer an empty table, even with features
-        return datasets.Dataset.from_dict({name: [] for name in FEATURES}, features=FEATURES)
-    return datasets.Dataset.from_list(rows, features=FEATURES)
+    with writer:
+        for row in canonical_rows(sources, config, quarantine):
+            writer.write(row)
+        writer.finalize()
+    if path is None:
+        data = stream.getvalue()
+        dataset = datasets.Dataset(datasets.table.InMemoryTable.from_buffer(data))
+        digest = hashlib.sha256(memoryview(data)).hexdigest()
+    else:
+        partial.replace(path)
+        dataset = datasets.Dataset.from_file(str(path))
+        digest = file_sha256(path)
+    dataset._fingerprint = digest
+    return dataset
 
 
 @dataclass(frozen=True)
@@ -70,25 +113,28 @@ class ValidationResult:
 
 
 def validate_source(
-    source: Source, config: ValidationConfig, quarantine_path: Path
+    sources: Source | Sequence[Source], config: ValidationConfig, quarantine_path: Path
 ) -> ValidationResult:
-    """Validate every row of a source without building a dataset; quarantine to a file."""
+    """Validate every row of the sources without building a dataset; quarantine to a file."""
+    sources = _as_list(sources)
+    names = ", ".join(source.name for source in sources)
     quarantine = Quarantine(path=Path(quarantine_path))
     try:
-        for _ in tqdm(
-            _rows(source, config, quarantine), desc=f"validating {source.name}", unit=" rows"
-        ):
+        rows = canonical_rows(sources, config, quarantine)
+        for _ in tqdm(rows, desc=f"validating {names}", unit=" rows"):
             pass
     finally:
         quarantine.close()
     ledger = quarantine.ledger
     ledger.check()
     report = {
-        "source": source.name,
+        "source": names,
         "total": ledger.total,
         "valid": ledger.kept,
         "quarantined": ledger.n_quarantined,
         "reasons": dict(sorted(ledger.quarantined.items())),
+        # Information, not a problem: LLaVA's ids are image ids (see RowKeys).
+        "repeated_ids": quarantine.repeated_ids,
         "quarantine_file": str(quarantine_path),
     }
     return ValidationResult(ledger, report)
@@ -102,6 +148,7 @@ __all__ = [
     "LlavaJsonSource",
     "RawRecord",
     "Source",
+    "canonical_rows",
     "load_canonical",
     "write_llava_json",
 ]

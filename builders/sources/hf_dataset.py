@@ -8,25 +8,56 @@ parts become the `<image>` token.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import datasets
 from datasets import Image, List
+from huggingface_hub import snapshot_download
+from pydantic import ConfigDict
 
 from align2.builders.schema import GPT, HUMAN, IMAGE_TOKEN, UNKNOWN_TYPE
+from align2.builders.sources.digest import folder_sha256
 from align2.builders.validate import RawRecord
+from align2.errors import SourceError
 
 CHAT_ROLES = {"user": HUMAN, "assistant": GPT, HUMAN: HUMAN, GPT: GPT}
 
 
 @dataclass(frozen=True)
 class ColumnMapping:
-    id: str | None = "id"  # None: ids are "<source>/<row index>"
-    image: str = "image"  # one image, or a list column holding exactly one (e.g. "images")
-    conversations: str = "conversations"  # LLaVA {from, value} turns or chat {role, content}
-    type: str | None = "type"
+    """Which column holds what; None picks the usual name when the dataset has it."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # a recipe's `columns:` is this class
+
+    id: str | None = None  # None: "id", else "<path>/<row index>"
+    image: str | None = None  # one image, or a list holding exactly one; None: image, images
+    conversations: str | None = None  # LLaVA turns or chat messages; None: conversations, messages
+    type: str | None = None  # None: "type" when there is one
+
+    def resolve(self, names: list[str]) -> ColumnMapping:
+        """The mapping with every column named; a named column must exist."""
+        missing = [
+            f"{field}={name!r}"
+            for field, name in asdict(self).items()
+            if name is not None and name not in names
+        ]
+        if missing:
+            raise SourceError(
+                f"column(s) {', '.join(missing)} not in the dataset; its columns: "
+                f"{', '.join(names)}"
+            )
+
+        def first(given, *usual):
+            return given or next((name for name in usual if name in names), None)
+
+        return ColumnMapping(
+            id=first(self.id, "id"),
+            image=first(self.image, "image", "images") or "image",
+            conversations=first(self.conversations, "conversations", "messages") or "conversations",
+            type=first(self.type, "type"),
+        )
 
 
 def _content_text(content: Any) -> str:
@@ -63,6 +94,10 @@ def to_llava_turns(turns: Any) -> Any:
 
 @dataclass(frozen=True)
 class HFDatasetSource:
+    """A recipe's `source.dataset:` is this class (unknown keys are refused)."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")
+
     path: str  # Hub id, local data folder, or a `save_to_disk` folder
     split: str = "train"
     config_name: str | None = None
@@ -83,22 +118,33 @@ class HFDatasetSource:
 
     def load(self) -> datasets.Dataset | datasets.IterableDataset:
         local = Path(self.path)
-        if (local / "state.json").is_file() and (local / "dataset_info.json").is_file():
-            ds = datasets.load_from_disk(str(local))
-            if isinstance(ds, datasets.DatasetDict):
-                ds = ds[self.split]
-            return ds.to_iterable_dataset() if self.streaming else ds
-        return datasets.load_dataset(
-            self.path,
-            self.config_name,
-            split=self.split,
-            revision=self.revision,
-            streaming=self.streaming,
-        )
+        try:
+            if (local / "state.json").is_file() or (local / "dataset_dict.json").is_file():
+                ds = datasets.load_from_disk(str(local))
+                if isinstance(ds, datasets.DatasetDict):
+                    ds = ds[self.split]
+                return ds.to_iterable_dataset() if self.streaming else ds
+            return datasets.load_dataset(
+                self.path,
+                self.config_name,
+                split=self.split,
+                revision=self.revision,
+                streaming=self.streaming,
+            )
+        except (FileNotFoundError, ValueError, KeyError, ConnectionError, OSError) as err:
+            detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise SourceError(
+                f"cannot open dataset {self.path!r} ({self.split}): {detail}"
+            ) from None
 
     def records(self) -> Iterator[RawRecord]:
-        ds = _undecoded_images(self.load(), self.columns.image)
-        cols = self.columns
+        ds = self.load()
+        names = ds.column_names
+        if names is None:  # some streaming datasets learn their columns from the first row
+            ds = ds._resolve_features()
+            names = ds.column_names
+        cols = self.columns.resolve(list(names))
+        ds = _undecoded_images(ds, cols.image)
         for index, row in enumerate(ds):
             record = {
                 "id": row.get(cols.id) if cols.id else f"{self.path}/{index}",
@@ -108,6 +154,22 @@ class HFDatasetSource:
             if cols.type and row.get(cols.type) is not None:
                 record["type"] = row[cols.type]
             yield RawRecord(index, record)
+
+    def provenance(self) -> dict:
+        """A local folder by its files' sha256; a Hub dataset by its resolved commit."""
+        local = Path(self.path)
+        if local.exists():
+            return {"source": self.name, "dataset": local.name, "sha256": folder_sha256(local)}
+        return {"source": self.name, "dataset": self.path, "revision": self._commit()}
+
+    def _commit(self) -> str:
+        try:  # the snapshot folder is named by its commit; offline, the cached one answers
+            folder = snapshot_download(
+                self.path, repo_type="dataset", revision=self.revision, allow_patterns=["README.md"]
+            )
+        except Exception as err:  # noqa: BLE001 (any hub failure: say so in the card)
+            return f"unresolved ({type(err).__name__})"
+        return Path(folder).name
 
 
 def _undecoded_images(ds, column: str):

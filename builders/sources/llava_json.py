@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from align2.builders.schema import type_from_filename
+from align2.builders.sources.digest import file_sha256
 from align2.builders.validate import Problem, RawRecord, Reason
 from align2.errors import SourceError
 
@@ -33,6 +34,9 @@ class LlavaJsonSource:
 
     def records(self) -> Iterator[RawRecord]:
         return read_json_records(Path(self.path), what="LLaVA")
+
+    def provenance(self) -> dict:
+        return {"source": self.name, "file": Path(self.path).name, "sha256": file_sha256(self.path)}
 
 
 def read_json_records(path: Path, what: str = "JSON") -> Iterator[RawRecord]:

@@ -12,6 +12,7 @@ from align2.builders.ledger import Ledger
 from align2.builders.pipeline import run_curation
 from align2.builders.score import ScoringConfig
 from align2.builders.select import Align2Selection, BudgetSelection, make_policy
+from align2.builders.sources import LlavaJsonSource
 from align2.errors import Align2Error
 
 
@@ -32,8 +33,7 @@ def test_every_row_is_kept_dropped_or_quarantined(tmp_path, small_pool, tiny_mod
     pool = _pool_with_a_duplicate(small_pool, tmp_path)
     out = tmp_path / "out"
     run = run_curation(
-        llava_json=pool / "llava_pool.json",
-        image_folder=pool / "images",
+        sources=[LlavaJsonSource(pool / "llava_pool.json", pool / "images")],
         out=out,
         selection=Align2Selection(0.5, 0.5),
         question_model=tiny_models[0],

@@ -16,6 +16,7 @@ from align2.builders.pipeline import run_curation
 from align2.builders.recipe import load_recipe
 from align2.builders.release import build_release, recipe_yaml
 from align2.builders.select import Align2Selection
+from align2.builders.sources import LlavaJsonSource
 from align2.builders.styler import STYLES
 from align2.builders.targets import LocalHub
 from align2.errors import Align2Error
@@ -70,8 +71,7 @@ def test_cache_key_follows_the_weights_not_the_batch_size(tiny_lm, tmp_path):
 
 def test_the_curation_run_keeps_the_llm_styles(tmp_path, small_pool, tiny_models, lively_lm):
     run = run_curation(
-        llava_json=small_pool / "llava_pool.json",
-        image_folder=small_pool / "images",
+        sources=[LlavaJsonSource(small_pool / "llava_pool.json", small_pool / "images")],
         out=tmp_path / "out",
         selection=Align2Selection(0.5, 0.5),
         question_model=tiny_models[0],

@@ -129,15 +129,57 @@ def test_pixel_limit_is_configurable(image_folder, write_llava):
     assert "8x8 = 64 px > limit 63" in quarantine.entries[0]["detail"]
 
 
-def test_duplicate_ids_keep_the_first_valid_row(image_folder, write_llava):
-    rows = [llava_row("a", image="missing.png"), llava_row("a"), llava_row("a", answer="Blue.")]
+def test_repeated_ids_keep_every_row_under_a_derived_key(image_folder, write_llava):
+    # LLaVA-Instruct's ids are image ids: one image's conversation, detail and reasoning rows
+    # share one. A row that takes "a-1" as its own id later gets a key of its own too.
+    rows = [
+        llava_row("a", image="missing.png"),
+        llava_row("a"),
+        llava_row("a", answer="Blue."),
+        llava_row("a-1", answer="Green."),
+        llava_row("a", answer="Grey."),
+        llava_row(7, answer="Seven."),
+        llava_row("7", answer="Also seven."),
+    ]
     quarantine = Quarantine()
     ds = load_canonical(
         LlavaJsonSource(write_llava(rows), image_folder), ValidationConfig(image_folder), quarantine
     )
+    assert ds["id"] == ["a", "a-1", "a-1-1", "a-2", "7", "7-1"]
+    assert ds["source_id"] == ["a", "a", "a-1", "a", "7", "7"]
+    assert [c[1]["value"] for c in ds["conversations"]] == [
+        "Red.",
+        "Blue.",
+        "Green.",
+        "Grey.",
+        "Seven.",
+        "Also seven.",
+    ]
+    assert [e["reason"] for e in quarantine.entries] == ["image_missing"]
+    assert quarantine.repeated_ids == 3  # "a" twice more, "7" once: information, not a drop
+    assert quarantine.ledger.kept == 6
+
+
+def test_strict_ids_quarantine_a_repeat(image_folder, write_llava):
+    rows = [llava_row("a", image="missing.png"), llava_row("a"), llava_row("a", answer="Blue.")]
+    quarantine = Quarantine()
+    config = ValidationConfig(image_folder, unique_ids="strict")
+    ds = load_canonical(LlavaJsonSource(write_llava(rows), image_folder), config, quarantine)
     assert ds["conversations"][0][1]["value"] == "Red."
     assert [e["reason"] for e in quarantine.entries] == ["image_missing", "duplicate_id"]
     assert "already used by row 1" in quarantine.entries[1]["detail"]
+
+
+def test_keys_are_unique_across_the_files_of_one_build(image_folder, write_llava):
+    first = LlavaJsonSource(write_llava([llava_row("x")], "detail_23k.json"), image_folder)
+    second = LlavaJsonSource(
+        write_llava([llava_row("x", answer="Blue.")], "complex_reasoning_77k.json"), image_folder
+    )
+    ds = load_canonical([first, second], ValidationConfig(), Quarantine())
+    assert list(zip(ds["id"], ds["source_id"], ds["type"], strict=True)) == [
+        ("x", "x", "detail"),
+        ("x-1", "x", "complex_reasoning"),
+    ]
 
 
 def test_malformed_json_stops_with_file_line_and_column(tmp_path, image_folder):
