@@ -1,7 +1,8 @@
 """Exports in the consumers' own conventions:
 
-- `llava_json`: `llava.json` (a list of {id, image, conversations, type}) + `images/`, the
-  layout LLaVA's training scripts read (`--data_path llava.json --image_folder images`);
+- `llava_json`: `llava.json` (a list of {id, image, conversations, type}, `id` as the source
+  gave it) + `images/`, the layout LLaVA's training scripts read (`--data_path llava.json
+  --image_folder images`);
 - `messages`: Parquet with `messages` ({role, content: [{type: image} | {type: text, text}]})
   and `images` (a list of images), the layout TRL's SFTTrainer takes for vision models.
 
@@ -55,14 +56,16 @@ def export_llava(dataset: datasets.Dataset, out: Path) -> Path:
     images = out / "images"
     images.mkdir(parents=True, exist_ok=True)
     rows = dataset.cast_column("image", datasets.Image(decode=False))
+    # LLaVA's own ids come back (image ids, shared by an image's rows); image files are
+    # named by the unique key, so no two rows write one file.
     records = [
         {
-            "id": row["id"],
+            "id": row["source_id"],
             "image": _image_file(row["image"], images, row["id"]),
             "conversations": row["conversations"],
             "type": row["type"],
         }
-        for row in rows.select_columns(["id", "image", "conversations", "type"])
+        for row in rows.select_columns(["id", "source_id", "image", "conversations", "type"])
     ]
     path = out / "llava.json"
     path.write_text(json.dumps(records, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")

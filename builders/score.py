@@ -4,7 +4,8 @@ several candidate answers (a `candidates` column), the best-scoring one replaces
 and its index is recorded.
 
 Columns added: `question_score`, `answer_scores` (per turn), `answer_score` (their mean),
-`answer_choice` (per turn, the candidate kept; 0 when there was one answer).
+`answer_choice` (per turn, the candidate kept; 0 when there was one answer) and
+`truncated_tokens` (tokens cut from the row's texts to fit a model's context; 0 for most).
 
 The transform is a picklable object whose state is the models' identity (path, revision,
 weight fingerprint) and the options, never a loaded model: `datasets` fingerprints it, so an
@@ -30,12 +31,13 @@ from align2.reward.backbones import Backbone, load_reward_model, model_fingerpri
 from align2.reward.scoring import score_texts, use_bf16
 from align2.reward.templates import answer_text, question_text
 
-SCORES_FORMAT = 2  # bump when what a shard holds changes: old cache files stop matching
+SCORES_FORMAT = 3  # bump when what a shard holds changes: old cache files stop matching
 SCORE_FEATURES = {
     "question_score": datasets.Value("float32"),
     "answer_scores": datasets.List(datasets.Value("float32")),
     "answer_score": datasets.Value("float32"),
     "answer_choice": datasets.List(datasets.Value("int32")),
+    "truncated_tokens": datasets.Value("int32"),
 }
 
 
@@ -97,8 +99,12 @@ class ConversationScorer:
         conversations = batch["conversations"]
         images = batch["image"] if "image" in batch else [None] * len(conversations)  # text pools
         human = [[t["value"] for t in turns if t["from"] == HUMAN] for turns in conversations]
-        question_scores = score_texts(
-            self.question.get(rank), [question_text(q) for q in human], images, **self.options
+        question_scores, truncated = score_texts(
+            self.question.get(rank),
+            [question_text(q) for q in human],
+            images,
+            return_cut=True,
+            **self.options,
         )
         candidates = batch.get("candidates") or [[] for _ in images]
         texts, text_images, owners = [], [], []  # owners: (row, turn, candidate)
@@ -110,7 +116,10 @@ class ConversationScorer:
                     texts.append(answer_text(question, option))
                     text_images.append(images[row])
                     owners.append((row, turn, choice))
-        flat = score_texts(self.answer.get(rank), texts, text_images, **self.options)
+        flat, cut = score_texts(
+            self.answer.get(rank), texts, text_images, return_cut=True, **self.options
+        )
+        np.add.at(truncated, [row for row, _, _ in owners], cut)
         best: dict[tuple[int, int], tuple[float, int]] = {}
         for (row, turn, choice), score in zip(owners, flat.tolist(), strict=True):
             if (row, turn) not in best or score > best[(row, turn)][0]:
@@ -127,6 +136,7 @@ class ConversationScorer:
             "answer_scores": answer_scores,
             "answer_score": [float(np.mean(s)) for s in answer_scores],
             "answer_choice": answer_choice,
+            "truncated_tokens": truncated.tolist(),
         }
         return {**scores, "conversations": chosen} if "candidates" in batch else scores
 

@@ -2,7 +2,9 @@
 
 Formats (detected per record from its keys):
 - seed question file: {"id", "image", "questions": [[q0, ...], ...], "score": [...]}
-- seed answer file: a LLaVA record whose gpt `value` is a list of candidate answers, + "score"
+- seed answer file: a LLaVA record whose gpt turn's `value` is a list of candidate answers and
+  whose `score` (one per candidate) sits in that turn (or at the top level); every such gpt
+  turn is one item, its question the human turn before it
 - generic: {"id", "image", "kind", "prompt", "candidates": [...], "scores": [...]}
 - explicit pairs: {"id", "image", "kind", "prompt", "chosen", "rejected", ["margin"], ["subset"]}
 An optional "labels" list (one per candidate) names each candidate for per-subset evaluation.
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +89,9 @@ def _scores(record: dict, key: str) -> list[float]:
     return [float(s) for s in scores]
 
 
-def parse_item(record: Any) -> Item | dict:
-    """An `Item`, or an explicit pair as a dict. Raises `_Malformed` with what is wrong."""
+def parse_items(record: Any) -> list[Item | dict]:
+    """The record's items (a seed answer record may hold several), or an explicit pair as a
+    dict. Raises `_Malformed` with what is wrong."""
     if not isinstance(record, dict):
         raise _Malformed(f"expected an object, got {type(record).__name__}")
     row_id = str(_require(record, "id", (str, int)))
@@ -101,23 +104,15 @@ def parse_item(record: Any) -> Item | dict:
         if not all(isinstance(c, list) and all(isinstance(q, str) for q in c) for c in questions):
             raise _Malformed("`questions` must be a list of lists of strings")
         candidates = ["\n".join(strip_image_token(q) for q in c) for c in questions]
-        return Item(row_id, image, QUESTION, "", candidates, _scores(record, "score"), labels)
+        return [Item(row_id, image, QUESTION, "", candidates, _scores(record, "score"), labels)]
     if "conversations" in record:  # seed answer file
-        turns = _require(record, "conversations", list)
-        if len(turns) != 2 or not isinstance(turns[1].get("value"), list):
-            raise _Malformed(
-                "`conversations` must be one human turn and one gpt turn whose "
-                "`value` is the list of candidate answers"
-            )
-        question = strip_image_token(str(turns[0].get("value", "")))
-        answers = [str(a) for a in turns[1]["value"]]
-        return Item(row_id, image, ANSWER, question, answers, _scores(record, "score"), labels)
+        return _answer_items(record, row_id, image, labels)
     kind = record.get("kind", ANSWER)
     if kind not in KINDS:
         raise _Malformed(f"`kind` is {kind!r}, allowed: {', '.join(KINDS)}")
     if "chosen" in record:  # explicit pair
         margin = record.get("margin", 0.0)
-        return {
+        pair = {
             "id": row_id,
             "image": image,
             "kind": kind,
@@ -127,9 +122,37 @@ def parse_item(record: Any) -> Item | dict:
             "margin": float(margin),
             "subset": str(record.get("subset", "pairs")),
         }
+        return [pair]
     candidates = [str(c) for c in _require(record, "candidates", list)]
     prompt = strip_image_token(str(record.get("prompt", "")))
-    return Item(row_id, image, kind, prompt, candidates, _scores(record, "scores"), labels)
+    return [Item(row_id, image, kind, prompt, candidates, _scores(record, "scores"), labels)]
+
+
+def _answer_items(record: dict, row_id: str, image: Any, labels) -> list[Item]:
+    """Each gpt turn holding a list of candidates is an item; the seed's released files put
+    its `score` inside the turn, earlier exports at the top level (one candidate turn only)."""
+    turns = _require(record, "conversations", list)
+    if not all(isinstance(t, dict) for t in turns):
+        raise _Malformed("`conversations` must be a list of {from, value} turns")
+    annotated = [i for i, t in enumerate(turns) if isinstance(t.get("value"), list)]
+    if not annotated:
+        raise _Malformed("no gpt turn whose `value` is a list of candidate answers")
+    items = []
+    for number, i in enumerate(annotated):
+        turn = turns[i]
+        if i == 0 or turns[i - 1].get("from") != "human":
+            raise _Malformed(f"turn {i} holds candidates but no human turn comes before it")
+        if "score" in turn:
+            scores = _scores(turn, "score")
+        elif len(annotated) == 1:
+            scores = _scores(record, "score")
+        else:
+            raise _Malformed(f"turn {i} holds candidates but no `score`")
+        question = strip_image_token(str(turns[i - 1].get("value", "")))
+        answers = [str(a) for a in turn["value"]]
+        item_id = row_id if len(annotated) == 1 else f"{row_id}-{number}"
+        items.append(Item(item_id, image, ANSWER, question, answers, scores, labels))
+    return items
 
 
 # --- corruption augmentation (the seed's: word shuffle, random word crop, duplicated questions)
@@ -244,35 +267,25 @@ def preference_pairs(
         if raw.problem:
             raise SourceError(f"{annotations}: record {raw.index}: {raw.problem.detail}")
         try:
-            parsed = parse_item(raw.record)
+            parsed = parse_items(raw.record)
         except _Malformed as err:
             rid = raw.record.get("id") if isinstance(raw.record, dict) else None
             raise SourceError(
                 f"{annotations}: record {raw.index} (id {rid!r}) is malformed: {err}. "
                 "See the annotation formats in README.md."
             ) from None
-        problem = _item_problem(parsed, kind)
-        image, image_problem = check_image(
-            parsed["image"] if isinstance(parsed, dict) else parsed.image, image_config
-        )
+        problem = next(filter(None, (_item_problem(p, kind) for p in parsed)), None)
+        image, image_problem = check_image(raw.record["image"], image_config)
         problem = problem or image_problem
         if problem:
             quarantine.add(raw.index, raw.record, problem, source=str(annotations))
             continue
         quarantine.ledger.keep()
-        if isinstance(parsed, dict):
-            rows.append({**parsed, "image": image})
-        else:
-            item = Item(
-                parsed.id,
-                image,
-                parsed.kind,
-                parsed.prompt,
-                parsed.candidates,
-                parsed.scores,
-                parsed.labels,
-            )
-            rows.extend(item_pairs(item, config, rng))
+        for item in parsed:
+            if isinstance(item, dict):
+                rows.append({**item, "image": image})
+            else:
+                rows.extend(item_pairs(replace(item, image=image), config, rng))
     if not rows:
         return datasets.Dataset.from_dict(
             {k: [] for k in PREFERENCE_FEATURES}, features=PREFERENCE_FEATURES

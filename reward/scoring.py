@@ -31,6 +31,24 @@ def use_bf16(setting: str, *, on_cpu: bool = False) -> bool:
     return setting == "on"
 
 
+def text_context(backbone: Backbone) -> int | None:
+    """The most tokens one sequence's text may hold (a Hub VLM's image tokens included; tiny-vlm
+    places its image tokens apart), or None when the config names no limit."""
+    config = backbone.model.config
+    limit = getattr(config.get_text_config(), "max_position_embeddings", None)
+    return int(limit) if limit else None
+
+
+def cut_to_tokens(tokenizer, text: str, excess: int) -> str:
+    """`text` without its last `excess` tokens: the beginning (image, question, the start of
+    the answer) is what a reward model reads first and what stays."""
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)[
+        "offset_mapping"
+    ]
+    keep = max(0, len(offsets) - excess)
+    return text[: offsets[keep][0]] if keep < len(offsets) else text
+
+
 @torch.inference_mode()
 def score_texts(
     backbone: Backbone,
@@ -40,16 +58,25 @@ def score_texts(
     batch_size: int = 64,
     sort_by_length: bool = True,
     bf16: bool = False,
-) -> np.ndarray:
+    return_cut: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """One scalar reward per text (with its image, for vision backbones).
 
     Texts are scored in length-sorted batches (less padding) and returned in input order.
-    `bf16` runs the forward under bfloat16 autocast (for GPUs that support it).
+    A text longer than the model's context is cut to fit, its beginning kept; with
+    `return_cut`, the tokens cut from each text come back too. `bf16` runs the forward
+    under bfloat16 autocast (for GPUs that support it).
     """
     model, tokenizer = backbone.model, backbone.tokenizer
     model.eval()
     device = next(model.parameters()).device
+    limit = text_context(backbone)
     ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    cut = np.zeros(len(texts), dtype=np.int32)
+    if limit is not None and backbone.processor is None:
+        for i, row in enumerate(ids):
+            if len(row) > limit:
+                cut[i], ids[i] = len(row) - limit, row[:limit]
     if sort_by_length:
         order = np.argsort([len(x) for x in ids], kind="stable")
     else:
@@ -60,7 +87,10 @@ def score_texts(
     for start in range(0, len(order), batch_size):
         index = order[start : start + batch_size]
         if backbone.processor is not None:
-            batch = backbone.processor_inputs([texts[i] for i in index], [images[i] for i in index])
+            batch = _processor_batch(
+                backbone, [texts[i] for i in index], [images[i] for i in index], limit
+            )
+            cut[index] = batch.pop("cut_tokens")
         else:
             batch = tokenizer.pad(
                 {"input_ids": [ids[i] for i in index]},
@@ -74,4 +104,19 @@ def score_texts(
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(**inputs).logits.squeeze(-1).float().cpu().numpy()
         scores[index] = logits
-    return scores
+    return (scores, cut) if return_cut else scores
+
+
+def _processor_batch(backbone: Backbone, texts: list[str], images: list, limit: int | None):
+    """A Hub VLM's batch, each text cut so that it and its image tokens fit the context (the
+    processor decides how many image tokens an image takes); encoded again only when cut."""
+    batch = backbone.processor_inputs(texts, images)
+    lengths = batch["attention_mask"].sum(-1).numpy()
+    cut = np.zeros(len(texts), dtype=np.int32)
+    if limit is not None and lengths.max() > limit:
+        for i in np.flatnonzero(lengths > limit):
+            cut[i] = lengths[i] - limit
+            texts[i] = cut_to_tokens(backbone.tokenizer, texts[i], int(cut[i]))
+        batch = backbone.processor_inputs(texts, images)
+    batch["cut_tokens"] = cut
+    return batch

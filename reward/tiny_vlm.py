@@ -52,7 +52,10 @@ class TinyVLMConfig(PretrainedConfig):
         num_hidden_layers: int = 2,
         num_attention_heads: int = 4,
         intermediate_size: int = 512,
-        max_position_embeddings: int = 256,
+        # Text positions (image tokens have their own): LLaVA-Instruct's detail and reasoning
+        # answers run 100-300 words and more, the seed trained at 2048 tokens. Longer texts are
+        # cut to fit when scored (reward/scoring.py), their beginning kept.
+        max_position_embeddings: int = 2048,
         image_size: int = 64,
         vision_channels: tuple[int, ...] = (32, 64, 128),  # one stride-2 block each
         image_grid: int = 4,  # image tokens = image_grid ** 2

@@ -111,3 +111,16 @@ def save_tiny_hub_vlm(kind: str, folder: Path) -> Path:
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
+
+
+def canonical_dataset(rows: list[dict], source: str = "test"):
+    """Canonical rows as a `Dataset`; `source_id` and `source` are filled in where absent."""
+    import datasets
+
+    from align2.builders.schema import FEATURES
+
+    filled = [
+        {"source_id": r["id"], "source": source, **{k: v for k, v in r.items() if k in FEATURES}}
+        for r in rows
+    ]
+    return datasets.Dataset.from_list(filled, features=FEATURES)

@@ -73,6 +73,9 @@ def train(
     max_length: Annotated[
         int, typer.Option(help="Longest pair in tokens, a VLM's image tokens included.")
     ] = 256,
+    truncate: Annotated[
+        bool, typer.Option(help="Cut longer pairs to --max-length (default: leave them out).")
+    ] = False,
     use_margin: Annotated[bool, typer.Option(help="Use score gaps in the loss.")] = False,
     augment_p: Annotated[float, typer.Option(help="Corruption augmentation rate.")] = 0.25,
     seed: Annotated[int, typer.Option()] = 0,
@@ -94,6 +97,7 @@ def train(
         center_rewards_schedule=tuple(_step_values(center_rewards_from or [])),
         lora_r=lora_r,
         max_length=max_length,
+        truncate=truncate,
         use_margin=use_margin,
         seed=seed,
         trust_remote_code=trust_remote_code,
@@ -104,7 +108,9 @@ def train(
         _image_folder(annotations, image_folder),
         out,
         eval_annotations=eval_annotations,
-        eval_image_folder=_image_folder(eval_annotations, None) if eval_annotations else None,
+        eval_image_folder=_image_folder(eval_annotations, image_folder)
+        if eval_annotations
+        else None,
         augment_p=augment_p,
     )
     typer.echo(f"saved {kind.value} reward model to {model_dir}")

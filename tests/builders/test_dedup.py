@@ -3,12 +3,11 @@ are found with the id they duplicate; different images or different texts are no
 
 import shutil
 
-import datasets
 import numpy as np
+from helpers import canonical_dataset
 from PIL import Image
 
 from align2.builders.dedup import DedupConfig, find_duplicates
-from align2.builders.schema import FEATURES
 
 LONG = (
     "The picture shows a large red square in the middle of a plain white background. "
@@ -49,7 +48,7 @@ def _dataset(tmp_path):
         _row("e", str(tmp_path / "other.png"), LONG),  # a different picture, same text
         _row("f", photo, "A red square."),  # same image, a different answer
     ]
-    return datasets.Dataset.from_list(rows, features=FEATURES)
+    return canonical_dataset(rows)
 
 
 def test_duplicates_need_both_image_and_text_to_match(tmp_path):
@@ -106,7 +105,7 @@ def test_a_row_repeating_its_own_turn_is_dropped(tmp_path):
         {"from": "gpt", "value": "Yes, it fills most of the picture."},
     ]
     _photo(3).save(tmp_path / "other.png")
-    ds = datasets.Dataset.from_list([repeated, same_question], features=FEATURES)
+    ds = canonical_dataset([repeated, same_question])
     result = find_duplicates(ds, DedupConfig())
     assert result.reasons == ["repeated_turn", None]
     assert result.duplicate_of == ["r", None]

@@ -4,10 +4,10 @@ TRL's `messages` + `images` (one image placeholder per image)."""
 import json
 
 import datasets
+from helpers import canonical_dataset
 from PIL import Image
 
 from align2.builders.exports import export_llava, export_messages, to_messages
-from align2.builders.schema import FEATURES
 
 
 def _rows(tmp_path):
@@ -37,7 +37,7 @@ def _rows(tmp_path):
             "source": "t",
         },
     ]
-    return datasets.Dataset.from_list(rows, features=FEATURES)
+    return canonical_dataset(rows)
 
 
 def test_llava_export_is_a_json_list_and_an_image_folder(tmp_path):

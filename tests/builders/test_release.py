@@ -48,7 +48,7 @@ def test_bad_recipes_fail_before_any_work_naming_the_field(tmp_path):
     assert "(got 'best')" in message
     assert "budgte: Extra inputs are not permitted" in message
     path.write_text("name: x\nsource: {}\n")
-    with pytest.raises(Align2Error, match="give exactly one of `demo_pool` or `llava`"):
+    with pytest.raises(Align2Error, match="give exactly one of `demo_pool`, `llava` or `dataset`"):
         load_recipe(path)
 
 

@@ -44,15 +44,19 @@ SEED_QUESTIONS = [
     },
 ]
 
+# As released (reward_model/datasets/preference/answer/*.json): `score` inside the gpt turn.
 SEED_ANSWERS = [
     {
         "id": "000000033471",
         "image": "000000033471.png",
         "conversations": [
             {"from": "human", "value": "<image>\nWhat are the colors of the bus?"},
-            {"from": "gpt", "value": ["White and red.", "Blue.", "The bus is", "White, red."]},
+            {
+                "from": "gpt",
+                "value": ["White and red.", "Blue.", "The bus is", "White, red."],
+                "score": [1.0, 0.1, 0.3, 0.9],
+            },
         ],
-        "score": [1.0, 0.1, 0.3, 0.9],
     }
 ]
 
@@ -93,11 +97,49 @@ def test_seed_answer_file_pairs_every_ordered_pair(folder):
     assert len(pairs) == 6  # 4 distinct scores -> 4*3/2 ordered pairs with s_i > s_j
     assert set(pairs["prompt"]) == {"What are the colors of the bus?"}
     assert ("White and red.", "Blue.") in zip(pairs["chosen"], pairs["rejected"], strict=True)
+    turn = SEED_ANSWERS[0]["conversations"][1]
+    scores = dict(zip(turn["value"], turn["score"], strict=True))
     for chosen, rejected in zip(pairs["chosen"], pairs["rejected"], strict=True):
-        scores = dict(
-            zip(SEED_ANSWERS[0]["conversations"][1]["value"], SEED_ANSWERS[0]["score"], strict=True)
-        )
         assert scores[chosen] > scores[rejected]
+
+
+def test_seed_answer_scores_at_the_top_level_read_the_same(folder):
+    record = json.loads(json.dumps(SEED_ANSWERS[0]))
+    record["score"] = record["conversations"][1].pop("score")
+    top = preference_pairs(_write(folder, "t.json", [record]), image_folder=folder / "images")
+    inside = preference_pairs(
+        _write(folder, "a.json", SEED_ANSWERS), image_folder=folder / "images"
+    )
+    assert top.remove_columns("image").to_list() == inside.remove_columns("image").to_list()
+
+
+def test_every_annotated_turn_of_a_record_is_an_item(folder):
+    record = {
+        "id": "000000033471",
+        "image": "000000033471.png",
+        "conversations": [
+            {"from": "human", "value": "<image>\nWhat is it?"},
+            {"from": "gpt", "value": ["A bus.", "A cat."], "score": [0.9, 0.2]},
+            {"from": "human", "value": "What colour is it?"},
+            {"from": "gpt", "value": "Red."},  # not annotated: no item
+            {"from": "human", "value": "Is it moving?"},
+            {"from": "gpt", "value": ["No.", "It", "Yes."], "score": [0.8, 0.1, 0.4]},
+        ],
+    }
+    pairs = preference_pairs(
+        _write(folder, "m.json", [record]), image_folder=folder / "images", config=NO_AUGMENT
+    )
+    assert list(
+        zip(pairs["id"], pairs["prompt"], pairs["chosen"], pairs["rejected"], strict=True)
+    ) == [
+        ("000000033471-0", "What is it?", "A bus.", "A cat."),
+        ("000000033471-1", "Is it moving?", "No.", "It"),
+        ("000000033471-1", "Is it moving?", "No.", "Yes."),
+        ("000000033471-1", "Is it moving?", "Yes.", "It"),
+    ]
+    record["conversations"][5].pop("score")
+    with pytest.raises(SourceError, match=r"turn 5 holds candidates but no `score`"):
+        preference_pairs(_write(folder, "m.json", [record]), image_folder=folder / "images")
 
 
 def test_generic_and_explicit_pair_formats(folder):

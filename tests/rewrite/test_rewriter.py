@@ -4,10 +4,10 @@ one small test, the embedded SmolLM2 on a handful of demo samples."""
 import datasets
 import numpy as np
 import pytest
+from helpers import canonical_dataset
 
 from align2.builders.demo_pool import DemoPoolConfig, build_demo_pool
 from align2.builders.quality import rewrite_truth_report
-from align2.builders.schema import FEATURES
 from align2.rewrite import generation
 from align2.rewrite.generation import GenerationCache, GenerationConfig
 from align2.rewrite.rewriter import RewriteConfig, rewrite_dataset, rewrite_report
@@ -15,10 +15,7 @@ from align2.rewrite.rewriter import RewriteConfig, rewrite_dataset, rewrite_repo
 
 def _pool(n: int, seed: int = 4) -> datasets.Dataset:
     rows = build_demo_pool(DemoPoolConfig(split="test", size=n, seed=seed, defect_rate=0.0))
-    return datasets.Dataset.from_list(
-        [{**{k: r[k] for k in FEATURES if k != "source"}, "source": "demo"} for r in rows],
-        features=FEATURES,
-    )
+    return canonical_dataset(rows, source="demo")
 
 
 def test_every_turn_gets_a_decision_and_originals_are_kept(tmp_path, tiny_lm):
@@ -64,10 +61,7 @@ def test_a_rerun_reads_the_cache_and_generates_nothing(tmp_path, tiny_lm, monkey
 @pytest.mark.slow
 def test_smollm2_rewrites_keep_the_true_answers(tmp_path):
     rows = build_demo_pool(DemoPoolConfig(split="test", size=4, seed=9, defect_rate=0.0))
-    ds = datasets.Dataset.from_list(
-        [{**{k: r[k] for k in FEATURES if k != "source"}, "source": "demo"} for r in rows],
-        features=FEATURES,
-    )
+    ds = canonical_dataset(rows, source="demo")
     config = RewriteConfig(generation=GenerationConfig(max_new_tokens=48))
     out = rewrite_dataset(ds, config, tmp_path / "cache.sqlite")
     report = rewrite_report(out["rewrite_decisions"])
