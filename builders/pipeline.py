@@ -18,6 +18,7 @@ from align2.builders.score import ScoringConfig
 from align2.builders.select import Selection
 from align2.builders.sources import Source, load_canonical
 from align2.builders.validate import Quarantine, ValidationConfig
+from align2.errors import Align2Error
 
 QUARANTINE_FILE = "quarantine.jsonl"
 CANONICAL_FILE = "work/canonical.arrow"  # the validated pool, memory-mapped
@@ -71,6 +72,11 @@ def run_curation(
         dataset = load_canonical(sources, validation, quarantine, path=out / CANONICAL_FILE)
     finally:
         quarantine.close()
+    if len(dataset) == 0:
+        raise Align2Error(
+            f"no valid rows to curate: all {quarantine.ledger.total} input rows were "
+            f"quarantined; the reasons are in {quarantine.path}"
+        )
     config = CurationConfig(
         scoring=ScoringConfig(
             question_model=question_model,

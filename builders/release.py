@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+import pyarrow.compute as pc
 import yaml
 
 from align2.builders.curate import KEPT_DECISION
@@ -189,6 +190,7 @@ def build_release(
                 command=command,
                 provenance=run.provenance,
                 repeated_ids=run.quarantine.repeated_ids,
+                truncated_rows=_truncated_rows(scored),
             )
         )
         (release / "README.md").write_text(card, encoding="utf-8")
@@ -196,6 +198,12 @@ def build_release(
     return ReleaseResult(
         location, new_version, digest, True, f"published v{new_version} to {location}"
     )
+
+
+def _truncated_rows(scored: datasets.Dataset) -> int:
+    """Scored rows with text cut to a reward model's context (duplicates were never scored)."""
+    cut = scored.with_format("arrow")["truncated_tokens"]
+    return int(pc.sum(pc.greater(cut, 0)).as_py() or 0)
 
 
 def _dropped_examples(scored: datasets.Dataset) -> list[dict]:

@@ -49,14 +49,20 @@ class ColumnMapping:
                 f"{', '.join(names)}"
             )
 
-        def first(given, *usual):
-            return given or next((name for name in usual if name in names), None)
+        def first(field, *usual, required=False):
+            found = getattr(self, field) or next((n for n in usual if n in names), None)
+            if found is None and required:
+                raise SourceError(
+                    f"no {field} column: the dataset has {', '.join(names)}; name the one that "
+                    f"holds it (recipe `columns: {{{field}: ...}}`)"
+                )
+            return found
 
         return ColumnMapping(
-            id=first(self.id, "id"),
-            image=first(self.image, "image", "images") or "image",
-            conversations=first(self.conversations, "conversations", "messages") or "conversations",
-            type=first(self.type, "type"),
+            id=first("id", "id"),
+            image=first("image", "image", "images", required=True),
+            conversations=first("conversations", "conversations", "messages", required=True),
+            type=first("type", "type"),
         )
 
 

@@ -117,3 +117,47 @@ def test_a_killed_build_leaves_the_previous_version(tmp_path, tiny_models, tiny_
     assert git("tag", "--list", cwd=repo) == "v0.1.0"
     assert _files(repo) == files
     assert len(datasets.load_dataset(str(repo), split="train")) > 0
+
+
+def test_a_release_from_llava_files_and_one_from_a_dataset_name_their_sources(
+    tmp_path, tiny_models, tiny_lm
+):
+    import hashlib
+
+    from align2.builders.llava_shaped import (
+        LlavaShapedConfig,
+        build_llava_shaped,
+        write_llava_shaped,
+    )
+
+    rows = build_llava_shaped(
+        LlavaShapedConfig(rows=40, seed=1, image_size=(32, 24)), tmp_path / "images"
+    )
+    files = write_llava_shaped(rows, tmp_path / "pool", split_by_type=True)
+    llava = {"llava_json": [str(p) for p in files], "image_folder": str(tmp_path / "images")}
+    recipe = release_recipe(
+        tmp_path, tiny_models, tiny_lm, source={"llava": llava}, rewrite=None, name="from-files"
+    )
+    repo = Path(_build(recipe, tmp_path).location)
+    card = (repo / "README.md").read_text()
+    for path in files:
+        assert f"`{path.name}` (sha256 `{hashlib.sha256(path.read_bytes()).hexdigest()}`)" in card
+    repeated = len(rows) - len({r["id"] for r in rows})
+    assert f"{repeated} rows shared their source id with an earlier row" in card
+    curated = datasets.load_dataset(str(repo), split="train")
+    assert set(curated["source_id"]) <= {r["id"] for r in rows}
+    assert len(set(curated["id"])) == len(curated)
+
+    saved = tmp_path / "saved"
+    datasets.load_dataset(str(repo), "scored", split="train").save_to_disk(str(saved))
+    dataset = {"path": "saved", "columns": {"id": "source_id"}}
+    recipe = release_recipe(
+        tmp_path, tiny_models, tiny_lm, source={"dataset": dataset}, rewrite=None, name="hf"
+    )
+    with pytest.raises(Align2Error, match=r"^no image column: the dataset has id, source_id, "):
+        _build(recipe, tmp_path)  # `scored` holds no images: a one-line error, no traceback
+    text = yaml.safe_load(recipe.read_text())
+    text["source"]["dataset"]["colums"] = text["source"]["dataset"].pop("columns")
+    recipe.write_text(yaml.safe_dump(text))
+    with pytest.raises(Align2Error, match=r"source.dataset.colums: Unexpected keyword"):
+        load_recipe(recipe)
