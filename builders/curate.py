@@ -76,11 +76,13 @@ def curate(
     validation: Ledger,
     *,
     engine: str = "local",
+    num_proc: int = 1,
 ) -> Curation:
     """Curate validated canonical rows; `validation` is the ledger of the load (quarantine).
 
     The engine decides only where scoring runs: `local` maps with `datasets` in this
-    process (GPUs through `with_rank`), `ray` with Ray Data over an actor pool."""
+    process (GPUs through `with_rank`), `ray` with Ray Data over an actor pool. Dedup hashes
+    in `num_proc` processes."""
     if engine not in ENGINES:
         raise Align2Error(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
     if config.styler is None:
@@ -92,7 +94,7 @@ def curate(
             styler, batched=True, batch_size=64, new_fingerprint=fingerprint, desc="styling (LLM)"
         )
     if config.dedup is not None:
-        dedup = find_duplicates(styled, config.dedup)
+        dedup = find_duplicates(styled, config.dedup, num_proc=num_proc)
         reasons, duplicate_of = dedup.reasons, dedup.duplicate_of
     else:
         reasons, duplicate_of = [None] * len(styled), [None] * len(styled)

@@ -155,14 +155,22 @@ class _ImageIndex:
         return same, near - same
 
 
-def find_duplicates(dataset: datasets.Dataset, config: DedupConfig) -> DedupResult:
-    """One reason (or None) and the duplicated id per row, first occurrence kept."""
+PARALLEL_ROWS = 2000  # below this, worker start-up costs more than it saves
+
+
+def find_duplicates(
+    dataset: datasets.Dataset, config: DedupConfig, *, num_proc: int = 1
+) -> DedupResult:
+    """One reason (or None) and the duplicated id per row, first occurrence kept. Hashing (an
+    image read, a perceptual hash and a MinHash per row) runs in `num_proc` processes; the
+    matching, in row order, in this one."""
     undecoded = dataset.cast_column("image", datasets.Image(decode=False))
     hashes = undecoded.map(
         fingerprint_batch,
         batched=True,
         fn_kwargs={"num_perm": config.num_perm, "seed": config.seed},
         remove_columns=undecoded.column_names,
+        num_proc=num_proc if num_proc > 1 and len(dataset) >= PARALLEL_ROWS else None,
         desc="dedup: hashing",
     )
     ids = dataset["id"]

@@ -3,6 +3,7 @@ quality report -> outputs. The CLI and recipes call this; stages stay apart from
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,8 +59,10 @@ def run_curation(
     trust_remote_code: bool = False,
     styler: LLMStylerConfig | None = None,  # None: the training-free rules
     validation: ValidationConfig = DEFAULT_VALIDATION,
+    num_proc: int | None = None,  # processes for validation and dedup; None: every core
 ) -> CurationRun:
     """Models default to the embedded demo reward models (trained once, cached)."""
+    num_proc = num_proc or os.cpu_count() or 1
     if question_model is None or answer_model is None:
         from align2.reward.demo_models import demo_reward_models
 
@@ -69,7 +72,9 @@ def run_curation(
     out = Path(out)
     quarantine = Quarantine(path=out / QUARANTINE_FILE)
     try:
-        dataset = load_canonical(sources, validation, quarantine, path=out / CANONICAL_FILE)
+        dataset = load_canonical(
+            sources, validation, quarantine, path=out / CANONICAL_FILE, num_proc=num_proc
+        )
     finally:
         quarantine.close()
     if len(dataset) == 0:
@@ -90,7 +95,9 @@ def run_curation(
         dedup=dedup,
         styler=styler,
     )
-    curation = curate(dataset, config, out / "work", quarantine.ledger, engine=engine)
+    curation = curate(
+        dataset, config, out / "work", quarantine.ledger, engine=engine, num_proc=num_proc
+    )
     quality = None
     if truth is not None:
         scored = curation.scored.filter(lambda s: s is not None, input_columns="answer_score")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -37,7 +38,7 @@ def validate_command(
     pool = sources.sources_from_options(
         llava_json, image_folder, dataset, split, revision, streaming
     )
-    result = validate_source(pool, config, quarantine)
+    result = validate_source(pool, config, quarantine, num_proc=os.cpu_count() or 1)
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps(result.report, indent=2) + "\n", encoding="utf-8")
     typer.echo(result.ledger.table())

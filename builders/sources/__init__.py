@@ -51,8 +51,9 @@ def _as_list(sources) -> list:
     return list(sources) if isinstance(sources, Sequence) else [sources]
 
 
-def canonical_rows(sources, config: ValidationConfig, quarantine: Quarantine):
-    """Every source's valid rows, in order, with keys unique across all of them."""
+def canonical_rows(sources, config: ValidationConfig, quarantine: Quarantine, *, num_proc: int = 1):
+    """Every source's valid rows, in order, with keys unique across all of them; `num_proc`
+    processes check them."""
     keys = RowKeys(strict=config.unique_ids == "strict")
     for source in _as_list(sources):
         folder = source.image_folder if source.image_folder is not None else config.image_folder
@@ -64,6 +65,7 @@ def canonical_rows(sources, config: ValidationConfig, quarantine: Quarantine):
             default_type=source.default_type,
             force_type=source.type,
             keys=keys,
+            num_proc=num_proc,
         )
     quarantine.repeated_ids += keys.n_repeated
 
@@ -74,6 +76,7 @@ def load_canonical(
     quarantine: Quarantine,
     *,
     path: Path | None = None,
+    num_proc: int = 1,
 ) -> datasets.Dataset:
     """Validated canonical rows as a `Dataset`, written in batches as they are read (a source
     of any size, streaming ones included, is never held in memory): to the Arrow file `path`
@@ -91,7 +94,7 @@ def load_canonical(
             features=FEATURES, path=str(partial), writer_batch_size=WRITER_BATCH_ROWS
         )
     with writer:
-        for row in canonical_rows(sources, config, quarantine):
+        for row in canonical_rows(sources, config, quarantine, num_proc=num_proc):
             writer.write(row)
         writer.finalize()
     if path is None:
@@ -113,14 +116,18 @@ class ValidationResult:
 
 
 def validate_source(
-    sources: Source | Sequence[Source], config: ValidationConfig, quarantine_path: Path
+    sources: Source | Sequence[Source],
+    config: ValidationConfig,
+    quarantine_path: Path,
+    *,
+    num_proc: int = 1,
 ) -> ValidationResult:
     """Validate every row of the sources without building a dataset; quarantine to a file."""
     sources = _as_list(sources)
     names = ", ".join(source.name for source in sources)
     quarantine = Quarantine(path=Path(quarantine_path))
     try:
-        rows = canonical_rows(sources, config, quarantine)
+        rows = canonical_rows(sources, config, quarantine, num_proc=num_proc)
         for _ in tqdm(rows, desc=f"validating {names}", unit=" rows"):
             pass
     finally:

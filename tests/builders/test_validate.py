@@ -109,6 +109,21 @@ def test_each_bad_row_is_quarantined_with_its_reason(tmp_path, bad_images, write
     assert Image.MAX_IMAGE_PIXELS is not None
 
 
+def test_worker_processes_validate_exactly_as_one(tmp_path, bad_images, write_llava):
+    # Five chunks of bad and good rows with repeated ids: order, keys and entries must match.
+    rows = [dict(row) for _ in range(20) for row in _bad_rows(tmp_path)]
+    path = write_llava(rows)
+    results = []
+    for num_proc in (1, 2):
+        quarantine = Quarantine()
+        ds = load_canonical(
+            LlavaJsonSource(path, bad_images), ValidationConfig(), quarantine, num_proc=num_proc
+        )
+        results.append((ds.to_list(), quarantine.entries, quarantine.repeated_ids))
+    assert results[0] == results[1]
+    assert len(results[0][0]) == 20 and len(results[0][1]) == len(rows) - 20
+
+
 def test_quarantined_rows_keep_their_original_content(tmp_path, bad_images, write_llava):
     rows = _bad_rows(tmp_path)
     path = write_llava(rows)
