@@ -141,3 +141,30 @@ def evaluate(
         f"pairwise accuracy {result['overall']['accuracy']:.3f} "
         f"over {result['overall']['pairs']} pairs -> {out}"
     )
+
+
+@app.command("convert")
+def convert(
+    checkpoint: Annotated[
+        Path,
+        typer.Argument(
+            help="The seed authors' LoRA checkpoint folder (adapter_config.json, "
+            "adapter_model.*, non_lora_trainables.bin)."
+        ),
+    ],
+    kind: Annotated[Kind, typer.Option(help="Which model it is: question or answer.")],
+    out: Annotated[Path, typer.Option(help="Where to save the converted reward model.")],
+    base: Annotated[
+        str | None,
+        typer.Option(
+            help="The llava-hf model of the checkpoint's base (Hub id or folder) "
+            "[default: llava-hf/llava-1.5-7b-hf]"
+        ),
+    ] = None,
+) -> None:
+    """Turn a LLaVA-codebase reward model (Align2LLaVA's released ones) into align2's (once)."""
+    from align2.reward.convert import convert_llava_checkpoint
+
+    options = {"base": base} if base else {}
+    folder = convert_llava_checkpoint(checkpoint, out, kind=kind.value, **options)
+    typer.echo(f"saved {kind.value} reward model to {folder}")
