@@ -124,3 +124,15 @@ def canonical_dataset(rows: list[dict], source: str = "test"):
         for r in rows
     ]
     return datasets.Dataset.from_list(filled, features=FEATURES)
+
+
+def run_align2(*args, cwd=None):
+    """The real `align2` command in a subprocess (this environment, stdout and stderr kept)."""
+    import os
+    import subprocess
+    import sys
+
+    command = str(Path(sys.executable).with_name("align2"))
+    return subprocess.run(
+        [command, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=os.environ.copy()
+    )

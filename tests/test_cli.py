@@ -1,22 +1,11 @@
 """The real `align2` command in a subprocess: exit codes and exact error text."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pyarrow.parquet as pq
+from helpers import run_align2 as run
 
 from align2.builders.llm_styler import LLMStyler, LLMStylerConfig
-
-ALIGN2 = str(Path(sys.executable).with_name("align2"))
-
-
-def run(*args, cwd=None):
-    return subprocess.run(
-        [ALIGN2, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=os.environ.copy()
-    )
 
 
 def test_version():
@@ -176,3 +165,26 @@ def test_curate_names_a_bad_policy(tmp_path, small_pool):
     )  # fmt: skip
     assert result.returncode == 2
     assert "unknown selection policy 'best'; allowed: align2, budget" in result.stderr
+
+
+def test_bad_sources_are_one_line_errors(tmp_path, small_pool, tiny_models):
+    models = ["--question-model", tiny_models[0], "--answer-model", tiny_models[1]]
+    both = run(
+        "curate", "--llava-json", small_pool / "llava_pool.json", "--image-folder", small_pool,
+        "--dataset", "org/name", "--out", tmp_path / "a", *models,
+    )  # fmt: skip
+    assert (both.returncode, both.stderr.strip()) == (
+        2,
+        "error: give exactly one of --llava-json or --dataset (got llava, dataset)",
+    )
+    missing = run("curate", "--dataset", tmp_path / "nowhere", "--out", tmp_path / "b", *models)
+    assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
+    assert missing.stderr.startswith(f"error: cannot open dataset '{tmp_path / 'nowhere'}'")
+    nothing_valid = run(
+        "curate", "--llava-json", small_pool / "llava_pool.json", "--image-folder", tmp_path,
+        "--out", tmp_path / "c", *models,
+    )  # fmt: skip
+    assert nothing_valid.returncode == 2
+    assert "error: no valid rows to curate: all 60 input rows were quarantined" in (
+        nothing_valid.stderr
+    )

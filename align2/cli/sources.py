@@ -75,7 +75,7 @@ def sources_from_options(
         source = Source.model_validate(section)
     except ValidationError as err:
         message = err.errors()[0]["msg"].removeprefix("Value error, ")
-        raise Align2Error(
-            message.replace("`llava`", "--llava-json").replace("`dataset`", "--dataset")
-        ) from None
+        for recipe_name, option in (("`demo_pool`, ", ""), ("`llava`", "--llava-json")):
+            message = message.replace(recipe_name, option)
+        raise Align2Error(message.replace("`dataset`", "--dataset")) from None
     return source.llava.sources() if source.llava is not None else [source.dataset]

@@ -3,26 +3,21 @@ multi-turn answers, one of 3,000 words) through `align2 validate` and `align2 cu
 the combined file, the three type files and a `datasets` folder of the same rows."""
 
 import json
-import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import datasets
 import pyarrow.parquet as pq
 import pytest
+from helpers import run_align2
 
 from align2.builders.llava_shaped import LlavaShapedConfig, build_llava_shaped, write_llava_shaped
 
-ALIGN2 = str(Path(sys.executable).with_name("align2"))
 ROWS = 3000
 
 
 def run(*args):
-    result = subprocess.run(
-        [ALIGN2, *map(str, args)], capture_output=True, text=True, env=os.environ.copy()
-    )
+    result = run_align2(*args)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 

@@ -5,19 +5,14 @@ LLaVA's `find_all_linear_names` picks, saved as their train.py saves it. The con
 scored through align2's own path, must give the scores of the original layout's forward."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+import peft
 import pytest
 import torch
+from helpers import run_align2
 from PIL import Image
 from torch import nn
-
-peft = pytest.importorskip("peft")
-
-ALIGN2 = str(Path(sys.executable).with_name("align2"))
 
 
 def _tiny_llava_hf_base(folder: Path):
@@ -163,22 +158,16 @@ def test_a_converted_checkpoint_scores_as_the_original(tmp_path):
         "config.json",
         "non_lora_trainables.bin",
     ]
-    result = subprocess.run(
-        [
-            ALIGN2,
-            "reward",
-            "convert",
-            checkpoint,
-            "--kind",
-            "answer",
-            "--base",
-            tmp_path / "base",
-            "--out",
-            tmp_path / "converted",
-        ],
-        capture_output=True,
-        text=True,
-        env=os.environ.copy(),
+    result = run_align2(
+        "reward",
+        "convert",
+        checkpoint,
+        "--kind",
+        "answer",
+        "--base",
+        tmp_path / "base",
+        "--out",
+        tmp_path / "converted",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert not list((tmp_path / "converted").glob("*.bin"))  # safetensors only
@@ -198,20 +187,14 @@ def test_a_converted_checkpoint_scores_as_the_original(tmp_path):
 
 def test_a_checkpoint_that_is_not_one_is_a_clear_error(tmp_path):
     (tmp_path / "ckpt").mkdir()
-    result = subprocess.run(
-        [
-            ALIGN2,
-            "reward",
-            "convert",
-            tmp_path / "ckpt",
-            "--kind",
-            "answer",
-            "--out",
-            tmp_path / "o",
-        ],
-        capture_output=True,
-        text=True,
-        env=os.environ.copy(),
+    result = run_align2(
+        "reward",
+        "convert",
+        tmp_path / "ckpt",
+        "--kind",
+        "answer",
+        "--out",
+        tmp_path / "o",
     )
     assert result.returncode == 2
     assert (

@@ -3,23 +3,13 @@ reward_model/datasets/preference/{question,answer}/{train,test}.json) train and 
 through the real `align2 reward` command."""
 
 import json
-import os
 import random
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from helpers import run_align2 as run
 from helpers import write_png
 
-ALIGN2 = str(Path(sys.executable).with_name("align2"))
 WORDS = "the dog park food bus street red white people could might because scene".split()
-
-
-def run(*args):
-    return subprocess.run(
-        [ALIGN2, *map(str, args)], capture_output=True, text=True, env=os.environ.copy()
-    )
 
 
 def _sentence(rng, n):
