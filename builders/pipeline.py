@@ -70,6 +70,7 @@ def run_curation(
         question_model = question_model or str(demo_question)
         answer_model = answer_model or str(demo_answer)
     out = Path(out)
+    provenance = [source.provenance() for source in sources]  # what is about to be read
     quarantine = Quarantine(path=out / QUARANTINE_FILE)
     try:
         dataset = load_canonical(
@@ -104,7 +105,6 @@ def run_curation(
         kept = np.asarray(scored["decision"][:]) == KEPT_DECISION
         quality = quality_report(scored["id"], kept, read_truth(truth))
     paths = write_curation(curation, out, quality)
-    provenance = [source.provenance() for source in sources]
     return CurationRun(
         curation, quality, paths, (question_model, answer_model), provenance, quarantine
     )

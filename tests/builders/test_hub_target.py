@@ -126,3 +126,21 @@ def test_hub_target_needs_a_token_and_refuses_an_existing_version(tmp_path):
         assert with_token.returncode == 0, with_token.stderr[-2000:]
         assert "org/name already has version v1.0.0; pass a newer --version" in with_token.stdout
         assert list(hub.repos["org/name"].tags) == ["v1.0.0"]
+
+
+@pytest.mark.slow
+def test_a_hub_dataset_is_a_build_source_pinned_by_its_commit(tmp_path, tiny_models, tiny_lm):
+    with FakeHub(TOKEN) as hub:
+        _build(tmp_path, hub, release_recipe(tmp_path, tiny_models, tiny_lm, rewrite=None))
+        commit = hub.repos[REPO].tags["v0.1.0"]
+        source = {"dataset": {"path": REPO, "revision": "v0.1.0"}, "license": "mit"}
+        recipe = release_recipe(
+            tmp_path, tiny_models, tiny_lm, name="from-hub", source=source, rewrite=None,
+            target="local:hub", selection={"policy": "top-k", "k": 3},
+        )  # fmt: skip
+        result = _run(["-m", "align2", "build", str(recipe)], tmp_path, hub)
+    assert "published v0.1.0" in result.stdout
+    card = (tmp_path / "hub" / "from-hub" / "README.md").read_text()
+    assert f"`{REPO}` (revision `{commit}`)" in card
+    ledger = json.loads((tmp_path / "hub" / "from-hub" / "ledger.json").read_text())
+    assert ledger["kept"] == 3 and ledger["quarantined"] == {}
