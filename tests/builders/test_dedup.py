@@ -110,3 +110,22 @@ def test_a_row_repeating_its_own_turn_is_dropped(tmp_path):
     assert result.reasons == ["repeated_turn", None]
     assert result.duplicate_of == ["r", None]
     assert find_duplicates(ds, DedupConfig(repeated_turns=False)).reasons == [None, None]
+
+
+def test_a_repeated_llava_id_on_an_identical_row_is_an_exact_duplicate(
+    tmp_path, image_folder, write_llava
+):
+    from helpers import llava_row
+
+    from align2.builders.sources import LlavaJsonSource, load_canonical
+    from align2.builders.validate import Quarantine, ValidationConfig
+
+    # One image's rows share its id: a different row is kept, an identical one is dedup's.
+    rows = [llava_row("33471"), llava_row("33471", answer="Blue."), llava_row("33471")]
+    pool = load_canonical(
+        LlavaJsonSource(write_llava(rows), image_folder), ValidationConfig(), Quarantine()
+    )
+    assert pool["id"] == ["33471", "33471-1", "33471-2"]
+    result = find_duplicates(pool, DedupConfig())
+    assert result.reasons == [None, None, "duplicate_exact"]
+    assert result.duplicate_of == [None, None, "33471"]
