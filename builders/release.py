@@ -8,6 +8,7 @@ recipe and inputs give the same hash, and a rebuild that changes nothing publish
 from __future__ import annotations
 
 import hashlib
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from align2.builders.recipe import Recipe
 from align2.builders.select import make_policy
 from align2.builders.sources import LlavaJsonSource, Source
 from align2.builders.targets import RELEASE_FILE, HubTarget, LocalHub, bump_patch
+from align2.builders.transaction import checkpoint, file_lock
 from align2.builders.validate import ValidationConfig
 from align2.cards.dataset_card import CardInputs, plot_scores, render_dataset_card
 
@@ -107,8 +109,19 @@ def build_release(
     version: str | None = None,
     command: str = "",
 ) -> ReleaseResult:
-    """Run `recipe` and publish it to `target` (unless the latest version has its content)."""
+    """Run `recipe` and publish it to `target` (unless the latest version has its content).
+
+    One build at a time holds the work folder and the target repository: a second one is
+    refused at once, as is a target that holds what no release made, before any work."""
     work = Path(work_root) / recipe.name  # kept between builds: score and generation caches
+    work_lock = file_lock(Path(work_root) / f".{recipe.name}.lock", f"work folder {work}")
+    with work_lock, target.lock(recipe.name):
+        for stale in work.glob(".release-*"):  # left by a killed build
+            shutil.rmtree(stale, ignore_errors=True)
+        return _build(recipe, recipe_text, target, work, version, command)
+
+
+def _build(recipe, recipe_text, target, work: Path, version, command) -> ReleaseResult:
     work.mkdir(parents=True, exist_ok=True)
     sources, truth, source = _sources(recipe, work)
     reward = recipe.reward
@@ -165,6 +178,7 @@ def build_release(
         if rewrite is not None:
             write_json(rewrite["report"], release / "rewrite_report.json")
         (release / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
+        checkpoint("release-folder")
         export(kept, recipe.output.formats, release / "exports")
         columns = scored.select_columns(["question_score", "answer_score", "decision"])
         plot_scores(columns.to_dict(), release / "assets" / "scores.png")
