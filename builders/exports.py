@@ -19,6 +19,7 @@ import re
 from pathlib import Path
 
 import datasets
+import numpy as np
 from PIL import Image
 
 from align2.builders.output import write_parquet
@@ -28,11 +29,35 @@ FORMATS = ("llava_json", "messages")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
+MAX_NAME = 120
+
+
 def safe_name(row_id: str) -> str:
+    """A file name for a row id: safe characters, at most MAX_NAME of them, distinct for
+    distinct ids (an id that had to change keeps a hash of the original at the end)."""
     name = _UNSAFE.sub("_", row_id).lstrip(".") or "row"
-    if name != row_id:
-        name += "-" + hashlib.sha256(row_id.encode()).hexdigest()[:8]
-    return name[:120]
+    if name == row_id and len(name) <= MAX_NAME:
+        return name
+    digest = hashlib.sha256(row_id.encode()).hexdigest()[:16]
+    return f"{name[: MAX_NAME - len(digest) - 1]}-{digest}"
+
+
+PNG_MODES = {"1", "L", "LA", "P", "RGB", "RGBA", "I;16"}
+
+
+def png_ready(image: Image.Image) -> Image.Image:
+    """An image PNG can hold, whatever mode validation let through: 32-bit integer and float
+    pixels (mode I, F: TIFFs from scientific sources) are rescaled to 8 bits over their own
+    range; CMYK, YCbCr and the like become RGB (RGBA where there is transparency)."""
+    if image.mode in PNG_MODES:
+        return image
+    if image.mode in ("I", "F"):
+        pixels = np.asarray(image, dtype=np.float64)
+        low, high = float(np.nanmin(pixels)), float(np.nanmax(pixels))
+        scaled = (pixels - low) / (high - low) * 255 if high > low else np.zeros_like(pixels)
+        return Image.fromarray(np.nan_to_num(scaled).astype(np.uint8), mode="L")
+    transparent = "A" in image.getbands() or "transparency" in image.info
+    return image.convert("RGBA" if transparent else "RGB")
 
 
 def _image_file(image: dict, folder: Path, row_id: str) -> str:
@@ -44,7 +69,7 @@ def _image_file(image: dict, folder: Path, row_id: str) -> str:
         suffix = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}.get(im.format or "", ".png")
         if suffix == ".png" and im.format != "PNG":
             buffer = io.BytesIO()
-            im.save(buffer, format="PNG")
+            png_ready(im).save(buffer, format="PNG")
             data = buffer.getvalue()
     name = safe_name(row_id) + suffix
     (folder / name).write_bytes(data)

@@ -4,6 +4,7 @@ TRL's `messages` + `images` (one image placeholder per image)."""
 import json
 
 import datasets
+import pytest
 from helpers import canonical_dataset
 from PIL import Image
 
@@ -71,3 +72,49 @@ def test_messages_export_has_one_placeholder_per_image(tmp_path):
         {"type": "text", "text": "Q?"},
         {"type": "image"},
     ]
+
+
+def test_export_names_stay_distinct_for_long_ids():
+    from align2.builders.exports import MAX_NAME, safe_name
+
+    long_ids = ["x" * 130 + "A", "x" * 130 + "B", "x" * 130 + "/B"]
+    names = [safe_name(i) for i in long_ids]
+    assert len(set(names)) == 3 and all(len(n) <= MAX_NAME for n in names)
+    assert safe_name("000000033471-1") == "000000033471-1"  # a safe id stays itself
+
+
+@pytest.mark.parametrize("mode", ["F", "I", "I;16", "CMYK", "LA", "P", "YCbCr"])
+def test_every_image_mode_validation_lets_through_exports(tmp_path, mode):
+    import numpy as np
+
+    from align2.builders.validate import ValidationConfig, check_image
+
+    gradient = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+    if mode == "F":
+        image = Image.fromarray(gradient * 0.001, mode="F")  # tiny floats: still a gradient
+    elif mode == "I":
+        image = Image.fromarray((gradient * 70000).astype(np.int32), mode="I")
+    else:
+        image = Image.new("RGB", (8, 8), (200, 30, 30)).convert(mode)
+        if mode == "P":
+            image.info["transparency"] = 0
+    path = tmp_path / "images" / f"{mode.replace(';', '')}.tiff"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    assert check_image(path.name, ValidationConfig(image_folder=path.parent))[1] is None
+    rows = [
+        {
+            "id": "odd",
+            "image": str(path),
+            "conversations": [
+                {"from": "human", "value": "<image>\nWhat is it?"},
+                {"from": "gpt", "value": "A gradient."},
+            ],
+            "type": "detail",
+        }
+    ]
+    records = json.loads(export_llava(canonical_dataset(rows), tmp_path / "out").read_text())
+    with Image.open(tmp_path / "out" / "images" / records[0]["image"]) as exported:
+        assert exported.format == "PNG" and exported.size == (8, 8)
+        if mode in ("F", "I"):  # rescaled over its own range, not clipped to black
+            assert exported.getextrema() == (0, 255)

@@ -161,3 +161,33 @@ def test_a_release_from_llava_files_and_one_from_a_dataset_name_their_sources(
     recipe.write_text(yaml.safe_dump(text))
     with pytest.raises(Align2Error, match=r"source.dataset.colums: Unexpected keyword"):
         load_recipe(recipe)
+
+
+def test_a_build_with_a_float_tiff_exports_it(tmp_path, tiny_models, tiny_lm):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    rows = []
+    for i in range(6):
+        pixels = np.linspace(0, 0.001 * (i + 1), 64 * 64, dtype=np.float32).reshape(64, 64)
+        Image.fromarray(pixels, mode="F").save(images / f"scan-{i}.tiff")
+        turns = [
+            {"from": "human", "value": f"<image>\nWhat does scan {i} show?"},
+            {"from": "gpt", "value": f"Gradient {i}."},
+        ]
+        rows.append({"id": f"scan-{i}", "image": f"scan-{i}.tiff", "conversations": turns})
+    (tmp_path / "pool.json").write_text(json.dumps(rows))
+    source = {"llava": {"llava_json": "pool.json", "image_folder": "images"}}
+    recipe = release_recipe(
+        tmp_path, tiny_models, tiny_lm, source=source, rewrite=None, name="scans",
+        selection={"policy": "top-k", "k": 4}, output={"formats": ["llava_json", "messages"]},
+    )  # fmt: skip
+    result = _build(recipe, tmp_path)
+    exported = Path(result.location) / "exports" / "llava_json"
+    records = json.loads((exported / "llava.json").read_text())
+    assert len(records) == 4
+    assert all((exported / "images" / r["image"]).suffix == ".png" for r in records)
