@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from align2.builders.sources import HFDatasetSource, LlavaJsonSource
+from align2.cards.hub_licenses import HUB_LICENSES
 from align2.errors import Align2Error
 
 SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
@@ -59,8 +60,20 @@ class Source(_Strict):
     demo_pool: DemoPoolSource | None = None
     llava: LlavaSource | None = None
     dataset: HFDatasetSource | None = None  # a Hub id, a data folder or a save_to_disk folder
-    license: str = "other"  # carried into the card; the demo pool is easy-VQA's (MIT)
+    license: str = "other"  # a Hub license identifier; the demo pool is easy-VQA's (MIT)
+    license_name: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9.-]{0,63}$")  # for other
     name: str | None = None  # Hub-style id shown in the card's source_datasets
+
+    @field_validator("license")
+    @classmethod
+    def _hub_license(cls, value: str) -> str:
+        if value not in HUB_LICENSES:
+            raise ValueError(
+                f"{value[:40]!r} is not a license identifier the Hub reads (apache-2.0, mit, "
+                "cc-by-4.0, ...: huggingface.co/docs/hub/repositories-licenses); for another "
+                "license give `license: other` and its `license_name`"
+            )
+        return value
 
     @model_validator(mode="after")
     def _one_source(self):

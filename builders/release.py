@@ -193,9 +193,10 @@ def _build(recipe, recipe_text, target, work: Path, version, command) -> Release
                 kept_examples=list(kept.select(range(min(3, len(kept)))).remove_columns("image")),
                 dropped_examples=_dropped_examples(scored),
                 source=source,
-                question_model=str(run.models[0]),
-                answer_model=str(run.models[1]),
+                question_model=model_label(run.models[0], reward.question_revision),
+                answer_model=model_label(run.models[1], reward.answer_revision),
                 license=recipe.source.license,
+                license_name=recipe.source.license_name,
                 rows=len(kept),
                 quality=run.quality,
                 rewrite=rewrite,
@@ -214,6 +215,17 @@ def _build(recipe, recipe_text, target, work: Path, version, command) -> Release
     )
 
 
+def model_label(model: str, revision: str | None) -> str:
+    """What the card says of a reward model: a Hub id with its revision, or a local folder by
+    its name and weights' sha256 (never the machine's path)."""
+    from align2.reward.backbones import model_fingerprint
+
+    folder = Path(model)
+    if folder.is_dir():
+        return f"{folder.name} (weights sha256 {model_fingerprint(folder)})"
+    return f"{model} (revision {revision or 'main'})"
+
+
 def _truncated_rows(scored: datasets.Dataset) -> int:
     """Scored rows with text cut to a reward model's context (duplicates were never scored)."""
     cut = scored.with_format("arrow")["truncated_tokens"]
@@ -225,17 +237,15 @@ def _dropped_examples(scored: datasets.Dataset) -> list[dict]:
     return list(dropped.select(range(min(3, len(dropped)))))
 
 
-def _changelog(previous: set[str] | None, ids: list[str], latest) -> str:
+def _changelog(previous: set[str] | None, ids: list[str], latest) -> dict | None:
+    """Rows added and removed against the previous version (None for the first release)."""
     if latest is None or previous is None:
-        return "First release."
-    added, removed = sorted(set(ids) - previous), sorted(previous - set(ids))
-    lines = [f"Against v{latest.version}: {len(added)} rows added, {len(removed)} removed."]
-    for label, group in (("added", added), ("removed", removed)):
-        if group:
-            shown = ", ".join(f"`{i}`" for i in group[:10])
-            more = f" and {len(group) - 10} more" if len(group) > 10 else ""
-            lines.append(f"- {label}: {shown}{more}")
-    return "\n".join(lines)
+        return None
+    return {
+        "against": latest.version,
+        "added": sorted(set(ids) - previous),
+        "removed": sorted(previous - set(ids)),
+    }
 
 
 def recipe_yaml(recipe: Recipe) -> str:

@@ -87,7 +87,9 @@ class LocalHub:
         return self.root / name
 
     def repo_id(self, name: str) -> str:
-        return name  # the card's load snippet: the name it would have on a Hub
+        """The card's load snippet: the folder as seen from the project (`hub/NAME`), which
+        `load_dataset` reads from there, and no more of the machine's path."""
+        return f"{self.root.name}/{name}"
 
     def describe(self, name: str) -> str:
         return (

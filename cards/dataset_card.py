@@ -1,6 +1,10 @@
-"""The dataset card: a Jinja template (templates/dataset_card.md.j2) rendered with
-`huggingface_hub.DatasetCard`, validated before anything is written. Text that comes from
-data is escaped, so it can break neither the YAML header nor the page's HTML."""
+"""The dataset card: a Jinja template (templates/dataset_card.md.j2) rendered into a
+`huggingface_hub.DatasetCard`, validated before anything is written.
+
+Every value the template prints goes through `safe` (the environment's `finalize`): one
+line, bounded, HTML- and table-escaped, so nothing from data or a recipe can break the YAML
+header, the page's HTML or a table. Only what this module builds itself (the YAML header,
+values already made safe) is marked as markup and passes as it is."""
 
 from __future__ import annotations
 
@@ -9,8 +13,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jinja2
 from huggingface_hub import DatasetCard, DatasetCardData
-from markupsafe import escape
+from markupsafe import Markup, escape
 
 from align2 import __version__
 
@@ -31,7 +36,7 @@ class CardInputs:
     source: str
     question_model: str
     answer_model: str
-    license: str
+    license: str  # a Hub license identifier (the recipe checks it)
     rows: int
     quality: dict | None = None
     rewrite: dict | None = None  # model, report
@@ -39,17 +44,40 @@ class CardInputs:
     provenance: list[dict] = field(default_factory=list)  # per source: file + sha256, id + commit
     repeated_ids: int = 0  # valid rows whose source id an earlier row had (derived keys)
     truncated_rows: int = 0  # scored rows with text cut to a reward model's context
-    changelog: str = "First release."
+    license_name: str | None = None  # with license "other"
+    changelog: dict | None = None  # {"against": version, "added": [ids], "removed": [ids]}
     command: str = ""
     extra_tags: list[str] = field(default_factory=list)
 
 
-def safe(text: str, limit: int = 200) -> str:
-    """Data text for a Markdown line: one line, bounded, HTML-escaped, table-safe."""
+DEFAULT_LIMIT = 300  # characters of a value the template prints without a limit of its own
+
+
+def safe(text, limit: int = 200, *, code: bool = False) -> Markup:
+    """Data text for a Markdown line: one line, bounded, HTML-escaped, table-safe. `code`:
+    for a code block, where a backtick would end the block (and no table is read)."""
+    if isinstance(text, Markup):
+        return text
     one_line = " ".join(str(text).split())
     if len(one_line) > limit:
         one_line = one_line[: limit - 1] + "…"
-    return str(escape(one_line)).replace("|", "&#124;").replace("`", "&#96;")
+    if code:
+        return Markup(str(escape(one_line.replace("`", "'"))))
+    return Markup(str(escape(one_line)).replace("|", "&#124;").replace("`", "&#96;"))
+
+
+def _finalize(value):
+    """What the template prints: numbers as they are, everything else made `safe`."""
+    if value is None or isinstance(value, (bool, int, float, Markup)):
+        return value
+    return safe(value, DEFAULT_LIMIT)
+
+
+ENVIRONMENT = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATE.parent),
+    finalize=_finalize,
+    keep_trailing_newline=True,
+)
 
 
 def size_category(n: int) -> str:
@@ -64,22 +92,40 @@ def _example(row: dict) -> dict:
     return {"id": safe(row["id"], 80), "text": safe(text), "reason": safe(row.get("reason") or "")}
 
 
-def _provenance(entry: dict) -> str:
+def _changelog(changelog: dict | None) -> dict | None:
+    if changelog is None:
+        return None
+    ids = {k: [safe(i, 80) for i in changelog[k]] for k in ("added", "removed")}
+    return {"against": safe(changelog["against"], 40), **ids}
+
+
+def _flat(value, prefix: str = "") -> list[str]:
+    """A recipe section as `key=value` items, nested sections as dotted keys."""
+    if isinstance(value, dict):
+        return [
+            item
+            for key, inner in value.items()
+            if inner is not None
+            for item in _flat(inner, f"{prefix}{key}.")
+        ]
+    if isinstance(value, (list, tuple)):
+        value = ", ".join(str(v) for v in value) or "none"
+    return [f"{prefix.rstrip('.')}={value}"]
+
+
+def _provenance(entry: dict) -> Markup:
     """One source as a Markdown line: what it is and the digest or commit that pins it."""
     pinned = [f"{key} `{safe(entry[key], 80)}`" for key in ("sha256", "revision") if entry.get(key)]
     what = entry.get("file") or entry.get("dataset") or entry.get("source", "")
-    return f"`{safe(what, 160)}`" + (f" ({', '.join(pinned)})" if pinned else "")
+    return Markup(f"`{safe(what, 160)}`" + (f" ({', '.join(pinned)})" if pinned else ""))
 
 
 def _recipe_rows(recipe: dict) -> list[tuple[str, str]]:
     rows = []
     for stage in ("source", "validation", "dedup", "reward", "selection", "rewrite", "output"):
         value = recipe.get(stage)
-        if isinstance(value, dict):
-            flat = ", ".join(f"{k}={v}" for k, v in value.items() if v is not None)
-        else:
-            flat = "off" if value is None else str(value)
-        rows.append((stage, safe(flat, 300)))
+        flat = "off" if value is None else "; ".join(_flat(value))
+        rows.append((stage, safe(flat, 500)))
     return rows
 
 
@@ -87,11 +133,12 @@ def render_dataset_card(inputs: CardInputs) -> str:
     """The card's text; raises ValueError when it does not parse back as a valid card."""
     data = DatasetCardData(
         license=inputs.license,
+        **({"license_name": inputs.license_name} if inputs.license_name else {}),
         language=["en"],
         task_categories=["visual-question-answering", "image-text-to-text"],
         size_categories=[size_category(inputs.rows)],
-        source_datasets=[inputs.source],
-        pretty_name=inputs.recipe.get("pretty_name") or inputs.recipe["name"],
+        source_datasets=[str(safe(inputs.source, 200))],  # the header is data too
+        pretty_name=str(safe(inputs.recipe.get("pretty_name") or inputs.recipe["name"], 100)),
         tags=["align2", "instruction-tuning", "multimodal", "data-curation", *inputs.extra_tags],
         configs=[
             {
@@ -105,16 +152,15 @@ def render_dataset_card(inputs: CardInputs) -> str:
     ledger_rows = [("input rows", ledger["total"]), ("kept", ledger["kept"])]
     ledger_rows += [(f"dropped: {r}", n) for r, n in ledger["dropped"].items()]
     ledger_rows += [(f"quarantined: {r}", n) for r, n in ledger["quarantined"].items()]
-    card = DatasetCard.from_template(
-        data,
-        template_path=str(TEMPLATE),
+    text = ENVIRONMENT.get_template(TEMPLATE.name).render(
+        card_data=Markup(data.to_yaml()),  # huggingface_hub's own YAML: values quoted
         title=safe(inputs.recipe.get("pretty_name") or inputs.recipe["name"], 100),
         description=safe(inputs.recipe.get("description") or "", 2000),
         align2_version=__version__,
         version=inputs.version,
         tag=f"v{inputs.version}",
         content_hash=inputs.content_hash,
-        repo_id=safe(inputs.repo_id, 120),
+        repo_id=safe(inputs.repo_id, 200, code=True),
         recipe_rows=_recipe_rows(inputs.recipe),
         source=safe(inputs.source, 200),
         provenance=[_provenance(p) for p in inputs.provenance],
@@ -128,11 +174,11 @@ def render_dataset_card(inputs: CardInputs) -> str:
         rewrite=inputs.rewrite,
         kept_examples=[_example(r) for r in inputs.kept_examples[:EXAMPLES]],
         dropped_examples=[_example(r) for r in inputs.dropped_examples[:EXAMPLES]],
-        changelog=inputs.changelog,
-        command=inputs.command,
+        changelog=_changelog(inputs.changelog),
+        command=safe(inputs.command, 2000, code=True),
     )
-    validate_card(str(card))
-    return str(card)
+    validate_card(text)
+    return text
 
 
 def validate_card(text: str) -> None:
