@@ -20,6 +20,7 @@ from align2.builders.select import Selection
 from align2.builders.sources import Source, load_canonical
 from align2.builders.validate import Quarantine, ValidationConfig
 from align2.errors import Align2Error
+from align2.reward.backbones import check_model
 
 QUARANTINE_FILE = "quarantine.jsonl"
 CANONICAL_FILE = "work/canonical.arrow"  # the validated pool, memory-mapped
@@ -63,6 +64,9 @@ def run_curation(
 ) -> CurationRun:
     """Models default to the embedded demo reward models (trained once, cached)."""
     num_proc = num_proc or os.cpu_count() or 1
+    for what, model in (("question model", question_model), ("answer model", answer_model)):
+        if model is not None:
+            check_model(model, what)
     if question_model is None or answer_model is None:
         from align2.reward.demo_models import demo_reward_models
 
@@ -78,6 +82,8 @@ def run_curation(
         )
     finally:
         quarantine.close()
+    if quarantine.ledger.total == 0:
+        raise Align2Error("the source holds no rows: " + ", ".join(s.name for s in sources))
     if len(dataset) == 0:
         raise Align2Error(
             f"no valid rows to curate: all {quarantine.ledger.total} input rows were "

@@ -142,7 +142,7 @@ class Output(_Strict):
 
 
 class Recipe(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=96)  # the Hub's limit
     pretty_name: str | None = None
     description: str = ""
     source: Source
@@ -161,17 +161,24 @@ def _field(error: dict) -> str:
     return ".".join(str(part) for part in error["loc"]) or "(recipe)"
 
 
-def load_recipe(path: str | Path) -> Recipe:
-    """Parse and validate a recipe file; errors name the field, the value and what is allowed."""
+def load_recipe(path: str | Path, **overrides) -> Recipe:
+    """Parse and validate a recipe file, with command-line `overrides` of its top-level
+    fields (validated as the file's own); errors name the field, the value and what is
+    allowed."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise Align2Error(f"recipe {path} does not exist") from None
+    except IsADirectoryError:
+        raise Align2Error(f"recipe {path} is a folder; pass the recipe's YAML file") from None
+    except UnicodeDecodeError as err:
+        raise Align2Error(f"recipe {path} is not UTF-8 text: {err.reason}") from None
     except yaml.YAMLError as err:
         raise Align2Error(f"recipe {path} is not valid YAML: {err}") from None
     if not isinstance(data, dict):
         raise Align2Error(f"recipe {path} must be a mapping of fields, got {type(data).__name__}")
+    data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as err:

@@ -10,6 +10,7 @@ fixed-width strings took seconds. Selecting from 10M rows takes seconds, not min
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -30,9 +31,21 @@ def _count(ratio: float, n: int) -> int:
 
 
 def _budget(n: int, budget: int | None, ratio: float | None) -> int:
+    return min(n, budget if budget is not None else _count(ratio, n))
+
+
+def _share(name: str, value: float) -> None:
+    if not 0 < value <= 1:  # NaN fails this too
+        raise ValueError(f"`{name}` is a share of the rows: 0 < {name} <= 1, got {value}")
+
+
+def _check_budget(budget: int | None, ratio: float | None) -> None:
     if (budget is None) == (ratio is None):
         raise ValueError("give exactly one of `budget` (a row count) or `ratio` (a share)")
-    return min(n, budget if budget is not None else _count(ratio, n))
+    if budget is not None and budget < 0:
+        raise ValueError(f"`budget` is a row count: >= 0, got {budget}")
+    if ratio is not None:
+        _share("ratio", ratio)
 
 
 def _array(values) -> np.ndarray:
@@ -122,6 +135,10 @@ class Align2Selection:
     question_ratio: float = 0.3
     answer_ratio: float = 0.3
 
+    def __post_init__(self):
+        _share("question_ratio", self.question_ratio)
+        _share("answer_ratio", self.answer_ratio)
+
 
 def select_align2(ids, types, question_scores, answer_scores, config: Align2Selection):
     ids, q, a = _strings(ids), _array(question_scores), _array(answer_scores)
@@ -139,6 +156,10 @@ class ThresholdSelection:
     min_score: float
     score: str = "answer_score"  # the score column compared
 
+    def __post_init__(self):
+        if not math.isfinite(self.min_score):
+            raise ValueError(f"`min_score` must be a finite number, got {self.min_score}")
+
 
 def select_threshold(scores, config: ThresholdSelection):
     scores = _array(scores)
@@ -149,6 +170,10 @@ def select_threshold(scores, config: ThresholdSelection):
 class TopKSelection:
     k: int
     score: str = "answer_score"
+
+    def __post_init__(self):
+        if self.k < 0:
+            raise ValueError(f"`k` is a row count: >= 0, got {self.k}")
 
 
 def select_top_k(ids, scores, config: TopKSelection):
@@ -163,6 +188,9 @@ class RandomSelection:
     budget: int | None = None
     ratio: float | None = None
     seed: int = 0
+
+    def __post_init__(self):
+        _check_budget(self.budget, self.ratio)
 
 
 def select_random(ids, config: RandomSelection):
@@ -193,6 +221,10 @@ class BudgetSelection:
     threshold: float = -math.inf
     candidate_share: float = 0.5  # 1.0: every row above `threshold` is a candidate
     score: str = "answer_min_score"  # the score column that ranks candidates
+
+    def __post_init__(self):
+        _check_budget(self.budget, self.ratio)
+        _share("candidate_share", self.candidate_share)
 
 
 def select_budget(ids, scores, styles, config: BudgetSelection, capabilities=None):
@@ -283,7 +315,15 @@ def make_policy(name: str, **options) -> Selection:
     if unknown:
         known = ", ".join(sorted(allowed))
         raise Align2Error(f"policy {name!r} takes no {', '.join(unknown)}; its options: {known}")
+    required = [
+        field.name
+        for field in dataclasses.fields(cls)
+        if field.default is dataclasses.MISSING and field.name not in options
+    ]
+    if required:
+        flags = ", ".join(f"--{f.replace('_', '-')} (recipe: selection.{f})" for f in required)
+        raise Align2Error(f"policy {name!r} needs {flags}")
     try:
         return cls(**options)
-    except TypeError as err:  # a required option is missing
+    except ValueError as err:
         raise Align2Error(f"policy {name!r}: {err}") from None

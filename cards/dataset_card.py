@@ -152,7 +152,9 @@ def render_dataset_card(inputs: CardInputs) -> str:
     ledger_rows = [("input rows", ledger["total"]), ("kept", ledger["kept"])]
     ledger_rows += [(f"dropped: {r}", n) for r, n in ledger["dropped"].items()]
     ledger_rows += [(f"quarantined: {r}", n) for r, n in ledger["quarantined"].items()]
-    text = ENVIRONMENT.get_template(TEMPLATE.name).render(
+    text = ENVIRONMENT.get_template(
+        TEMPLATE.name
+    ).render(
         card_data=Markup(data.to_yaml()),  # huggingface_hub's own YAML: values quoted
         title=safe(inputs.recipe.get("pretty_name") or inputs.recipe["name"], 100),
         description=safe(inputs.recipe.get("description") or "", 2000),

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 from huggingface_hub import snapshot_download
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
+from huggingface_hub.utils import validate_repo_id
 from PIL import Image
 from transformers import (
     AutoModelForSequenceClassification,
@@ -198,12 +200,39 @@ def load_reward_model(
     return _loaded(model, path, str(path), revision, trust_remote_code)
 
 
+def check_model(model: str | Path, what: str = "model") -> None:
+    """A one-line error now, before any work, for what could never load: a folder without a
+    config or safetensors weights, a file, or a name that is no Hub id."""
+    folder = Path(model)
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            raise Align2Error(f"{what} folder {folder} has no config.json: not a saved model")
+        if not any(folder.glob("*.safetensors")):
+            raise Align2Error(
+                f"{what} folder {folder} has no .safetensors weights (align2 loads safetensors "
+                "only; convert a .bin checkpoint first)"
+            )
+        return
+    if folder.exists():
+        raise Align2Error(f"{what} {model} is a file; pass a model folder or a Hub id")
+    try:
+        validate_repo_id(str(model))
+    except HFValidationError:
+        raise Align2Error(
+            f"{what} {str(model)!r} is neither a folder here nor a Hub id (org/name)"
+        ) from None
+
+
 def model_fingerprint(path: str | Path, revision: str | None = None) -> str:
     """What identifies a reward model's weights, for cache keys: a local folder hashes its
     config and weight files; a Hub id is its resolved commit (downloading if needed)."""
     folder = Path(path)
     if not folder.is_dir():
-        folder = Path(snapshot_download(str(path), revision=revision, allow_patterns=WEIGHTS))
+        try:
+            folder = Path(snapshot_download(str(path), revision=revision, allow_patterns=WEIGHTS))
+        except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as err:
+            detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise Align2Error(f"cannot fetch model {path}: {detail}") from None
         return f"{path}@{folder.name}"  # snapshots/<commit>
     digest = hashlib.sha256()
     for file in sorted(f for pattern in WEIGHTS for f in folder.glob(pattern)):

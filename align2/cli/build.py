@@ -27,7 +27,7 @@ def build_command(
     from align2.builders.release import build_release, recipe_yaml
     from align2.builders.targets import parse_target
 
-    spec = load_recipe(recipe)
+    spec = load_recipe(recipe, version=version)  # the recipe's rules for the command's version
     publish_to = parse_target(target or spec.target, Path.cwd())
     command = shlex.join(["align2", "build", *sys.argv[2:]])
     result = build_release(
@@ -35,7 +35,6 @@ def build_command(
         recipe_yaml(spec),
         target=publish_to,
         work_root=WORK_DIR,
-        version=version,
         command=command,
     )
     typer.echo(result.message)

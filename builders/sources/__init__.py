@@ -32,6 +32,7 @@ from align2.builders.validate import (
     ValidationConfig,
     validate,
 )
+from align2.errors import SourceError
 
 WRITER_BATCH_ROWS = 1000  # rows held in memory before they are written out
 
@@ -55,7 +56,12 @@ def canonical_rows(sources, config: ValidationConfig, quarantine: Quarantine, *,
     """Every source's valid rows, in order, with keys unique across all of them; `num_proc`
     processes check them."""
     keys = RowKeys(strict=config.unique_ids == "strict")
-    for source in _as_list(sources):
+    sources = _as_list(sources)
+    for source in sources:
+        folder = source.image_folder
+        if folder is not None and not Path(folder).is_dir():
+            raise SourceError(f"image folder {folder} does not exist ({source.name})")
+    for source in sources:
         folder = source.image_folder if source.image_folder is not None else config.image_folder
         yield from validate(
             source.records(),
