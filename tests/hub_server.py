@@ -12,6 +12,11 @@
     POST /api/datasets/{repo}/paths-info/{rev}      info for given paths
     HEAD|GET /datasets/{repo}/resolve/{rev}/{path}  file download (with Range)
 
+`faults` makes it fail the way a real network does: per action (`create`, `preupload`,
+`commit`, `tag`, ...), a queue of what the next requests get: "500", "drop" (the connection
+closes with no answer), "drop-after" (the request is carried out, then the answer is lost)
+or "slow" (answered after SLOW_S seconds).
+
 Files travel inline ("regular" upload mode): the real Hub stores large files through Xet,
 a protocol this server does not speak. Writes need `Authorization: Bearer <token>`. Every
 request is recorded (method, path, whether it was authorised) so tests can check which
@@ -22,9 +27,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import re
+import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -36,6 +44,7 @@ API = re.compile(
 )
 RESOLVE = re.compile(r"^/datasets/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+SLOW_S = 1.5
 
 
 def blob_oid(content: bytes) -> str:
@@ -72,6 +81,7 @@ class FakeHub(ThreadingHTTPServer):
         self.repos: dict[str, Repo] = {}
         self.requests: list[tuple[str, str, bool]] = []
         self.lock = threading.Lock()
+        self.faults: dict[str, list[str]] = {}  # action -> what its next requests get
 
     @property
     def endpoint(self) -> str:
@@ -119,14 +129,40 @@ class _Handler(BaseHTTPRequestHandler):
             headers["X-Error-Code"] = code
         self._send(status, json.dumps({"error": message}).encode(), headers)
 
+    def _action(self, path: str) -> str | None:
+        if path == "/api/repos/create":
+            return "create"
+        match = API.match(path)
+        return match["action"] if match else None
+
     def _route(self, method: str) -> None:
         url = urlsplit(self.path)
         with self.server.lock:
             self.server.requests.append((method, url.path, self._authorised()))
+            queue = self.server.faults.get(self._action(url.path) or "", [])
+            fault = queue.pop(0) if queue and method == "POST" else None
+        if fault == "500":
+            self._body()
+            return self._error(500, "injected failure")
+        if fault == "drop":
+            self._body()
+            return self._drop()
+        if fault == "slow":
+            time.sleep(SLOW_S)
+        answer = self.wfile
+        if fault == "drop-after":
+            self.wfile = io.BytesIO()  # carried out; the answer goes nowhere
         try:
             self._dispatch(method, url.path, parse_qs(url.query))
         except Exception as error:  # a server bug: show it to the client, do not hang
             self._error(500, f"{type(error).__name__}: {error}")
+        if fault == "drop-after":
+            self.wfile = answer
+            self._drop()
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
 
     def do_GET(self):
         self._route("GET")

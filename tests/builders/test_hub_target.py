@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from helpers import release_recipe
@@ -144,3 +145,79 @@ def test_a_hub_dataset_is_a_build_source_pinned_by_its_commit(tmp_path, tiny_mod
     assert f"`{REPO}` (revision `{commit}`)" in card
     ledger = json.loads((tmp_path / "hub" / "from-hub" / "ledger.json").read_text())
     assert ledger["kept"] == 3 and ledger["quarantined"] == {}
+
+
+PUBLISH = """
+import json, sys
+from pathlib import Path
+from align2.builders.targets import HubTarget
+from align2.errors import Align2Error
+release, version = Path(sys.argv[1]), sys.argv[2]
+target = HubTarget("org/name")
+try:
+    with target.lock("name"):
+        print(target.publish("name", release, version, json.loads(
+            (release / "release.json").read_text())["content_hash"]))
+except Align2Error as error:
+    print(f"error: {error}")
+    sys.exit(2)
+"""
+
+
+def _release(tmp_path, version: str) -> Path:
+    release = tmp_path / f"release-{version}"
+    (release / "data").mkdir(parents=True)
+    (release / "data" / f"train-{version}.parquet").write_bytes(version.encode() * 100)
+    info = {"version": version, "content_hash": version.replace(".", "") * 8}
+    (release / "release.json").write_text(json.dumps(info))
+    return release
+
+
+def _publish(hub, tmp_path, version, faults=None):
+    hub.faults = {action: list(queue) for action, queue in (faults or {}).items()}
+    env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_TOKEN": TOKEN}
+    env.pop("HF_HUB_OFFLINE")
+    command = [sys.executable, "-c", PUBLISH, str(_release(tmp_path, version)), version]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _released(repo, versions) -> None:
+    """Every version tagged once, each on a release commit of main's history, main the last."""
+    assert sorted(repo.tags) == [f"v{v}" for v in versions]
+    for version in versions:
+        assert json.loads(repo.commits[repo.tags[f"v{version}"]]["release.json"])["version"] == (
+            version
+        )
+    assert repo.branches["main"] == repo.tags[f"v{versions[-1]}"]
+
+
+@pytest.mark.slow
+def test_a_failing_hub_gets_each_release_once(tmp_path):
+    with FakeHub(TOKEN) as hub:
+        # A 5xx and a dropped connection at every step, and a slow commit: retried.
+        faults = {
+            "create": ["500"],
+            "preupload": ["500", "drop"],
+            "commit": ["500", "drop", "slow"],
+            "tag": ["500", "drop"],
+        }
+        first = _publish(hub, tmp_path, "1.0.0", faults)
+        assert first.returncode == 0, first.stderr[-3000:]
+        repo = hub.repos["org/name"]
+        _released(repo, ["1.0.0"])
+        commits = len(repo.commits)
+
+        # The commit is made but its answer is lost: found on main, not made twice.
+        second = _publish(hub, tmp_path, "1.0.1", {"commit": ["drop-after"]})
+        assert second.returncode == 0, second.stderr[-3000:]
+        assert len(repo.commits) == commits + 1
+        _released(repo, ["1.0.0", "1.0.1"])
+
+        # The tag never gets through: one line, exit 2; the next build tags that commit first.
+        third = _publish(hub, tmp_path, "1.0.2", {"tag": ["500"] * 8})
+        assert third.returncode == 2, third.stderr[-3000:]
+        assert third.stdout.strip().startswith("error: org/name: tagging v1.0.2 failed 4 times")
+        assert "v1.0.2" not in repo.tags and len(repo.commits) == commits + 2
+        fourth = _publish(hub, tmp_path, "1.0.3")
+        assert fourth.returncode == 0, fourth.stderr[-3000:]
+        _released(repo, ["1.0.0", "1.0.1", "1.0.2", "1.0.3"])
