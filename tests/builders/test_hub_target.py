@@ -113,7 +113,9 @@ except Align2Error as error:
 def test_hub_target_needs_a_token_and_refuses_an_existing_version(tmp_path):
     release = tmp_path / "release"
     release.mkdir()
-    (release / "release.json").write_text(json.dumps({"content_hash": "a" * 64}))
+    (release / "release.json").write_text(
+        json.dumps({"version": "1.0.0", "content_hash": "a" * 64})
+    )
     with FakeHub(TOKEN) as hub:
         env = {**os.environ, "HF_ENDPOINT": hub.endpoint}
         env.pop("HF_HUB_OFFLINE")
