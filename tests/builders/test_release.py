@@ -144,6 +144,8 @@ def test_a_release_from_llava_files_and_one_from_a_dataset_name_their_sources(
         assert f"`{path.name}` (sha256 `{hashlib.sha256(path.read_bytes()).hexdigest()}`)" in card
     repeated = len(rows) - len({r["id"] for r in rows})
     assert f"{repeated} rows shared their source id with an earlier row" in card
+    assert str(tmp_path) not in card  # models and sources by name and digest, not by path
+    assert 'load_dataset("hub/from-files"' in card
     curated = datasets.load_dataset(str(repo), split="train")
     assert set(curated["source_id"]) <= {r["id"] for r in rows}
     assert len(set(curated["id"])) == len(curated)
