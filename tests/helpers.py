@@ -136,3 +136,19 @@ def run_align2(*args, cwd=None):
     return subprocess.run(
         [command, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=os.environ.copy()
     )
+
+
+def build_locally(recipe_path: Path, tmp_path: Path, work_root: Path | None = None, **kwargs):
+    """`build_release` of a recipe file into the local hub `tmp_path/hub`."""
+    from align2.builders.recipe import load_recipe
+    from align2.builders.release import build_release, recipe_yaml
+    from align2.builders.targets import LocalHub
+
+    recipe = load_recipe(recipe_path)
+    return build_release(
+        recipe,
+        recipe_yaml(recipe),
+        target=LocalHub(tmp_path / "hub"),
+        work_root=work_root or tmp_path / "work",
+        **kwargs,
+    )

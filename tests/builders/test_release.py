@@ -12,26 +12,17 @@ from pathlib import Path
 import datasets
 import pytest
 import yaml
-from helpers import release_recipe
+from helpers import build_locally, release_recipe
 from huggingface_hub import DatasetCard
 
 from align2.builders.recipe import load_recipe
-from align2.builders.release import build_release, recipe_yaml
 from align2.builders.targets import LocalHub, git
 from align2.errors import Align2Error
 
 HERE = Path(__file__).parent
 
 
-def _build(path, tmp_path, **kwargs):
-    recipe = load_recipe(path)
-    return build_release(
-        recipe,
-        recipe_yaml(recipe),
-        target=LocalHub(tmp_path / "hub"),
-        work_root=tmp_path / "work",
-        **kwargs,
-    )
+_build = build_locally
 
 
 def _files(repo: Path) -> dict:

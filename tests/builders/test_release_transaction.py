@@ -11,10 +11,8 @@ from pathlib import Path
 
 import datasets
 import pytest
-from helpers import release_recipe
+from helpers import build_locally, release_recipe
 
-from align2.builders.recipe import load_recipe
-from align2.builders.release import build_release, recipe_yaml
 from align2.builders.targets import LocalHub, git
 from align2.errors import Align2Error
 
@@ -22,14 +20,8 @@ WIDER = {"policy": "random", "ratio": 0.5}
 
 
 def _build(recipe_path, tmp_path, **kwargs):
-    recipe = load_recipe(recipe_path)
-    return build_release(
-        recipe,
-        recipe_yaml(recipe),
-        target=LocalHub(tmp_path / "hub"),
-        work_root=tmp_path / "build" / "align2-work",  # the CLI's, so a killed build's is seen
-        **kwargs,
-    )
+    # The CLI's work folder, so that what a killed `align2 build` left is seen.
+    return build_locally(recipe_path, tmp_path, tmp_path / "build" / "align2-work", **kwargs)
 
 
 def _cli_build(recipe_path, tmp_path, **env):
