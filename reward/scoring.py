@@ -49,6 +49,15 @@ def cut_to_tokens(tokenizer, text: str, excess: int) -> str:
     return text[: offsets[keep][0]] if keep < len(offsets) else text
 
 
+def truncate_ids(ids: list[list[int]], limit: int) -> np.ndarray:
+    """Cut each token list to `limit`, in place, its beginning kept; the tokens cut from each."""
+    cut = np.zeros(len(ids), dtype=np.int32)
+    for i, row in enumerate(ids):
+        if len(row) > limit:
+            cut[i], ids[i] = len(row) - limit, row[:limit]
+    return cut
+
+
 @torch.inference_mode()
 def score_texts(
     backbone: Backbone,
@@ -74,9 +83,7 @@ def score_texts(
     ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
     cut = np.zeros(len(texts), dtype=np.int32)
     if limit is not None and backbone.processor is None:
-        for i, row in enumerate(ids):
-            if len(row) > limit:
-                cut[i], ids[i] = len(row) - limit, row[:limit]
+        cut = truncate_ids(ids, limit)
     if sort_by_length:
         order = np.argsort([len(x) for x in ids], kind="stable")
     else:

@@ -22,7 +22,7 @@ from trl import RewardConfig, RewardTrainer
 
 from align2.errors import Align2Error
 from align2.reward.backbones import Backbone, build_backbone
-from align2.reward.scoring import cut_to_tokens
+from align2.reward.scoring import cut_to_tokens, truncate_ids
 from align2.reward.templates import KINDS, render_pairs
 from align2.reward.trainer import (
     CenteringSchedule,
@@ -100,12 +100,16 @@ def prepare_pairs(
             for side in SIDES:
                 ids = backbone.processor_inputs(batch[side], batch["image"], padding=False)
                 ids = ids["input_ids"]
-                if truncate_to is not None:
-                    for i, row in enumerate(ids):
-                        if len(row) > truncate_to:
-                            excess = len(row) - truncate_to
-                            batch[side][i] = cut_to_tokens(tokenizer, batch[side][i], excess)
-                            out["truncated"][i] = True
+                long = (
+                    []
+                    if truncate_to is None
+                    else [i for i, row in enumerate(ids) if len(row) > truncate_to]
+                )
+                for i in long:
+                    excess = len(ids[i]) - truncate_to
+                    batch[side][i] = cut_to_tokens(tokenizer, batch[side][i], excess)
+                    out["truncated"][i] = True
+                if long:  # encoded again only when something was cut
                     ids = backbone.processor_inputs(batch[side], batch["image"], padding=False)
                     ids = ids["input_ids"]
                 out[side], out[side + "_ids"] = batch[side], ids
@@ -116,15 +120,13 @@ def prepare_pairs(
     else:
 
         def tokenize(batch):
-            out = {"truncated": [False] * len(batch["chosen"])}
+            out, truncated = {}, np.zeros(len(batch["chosen"]), dtype=bool)
             for side in SIDES:
                 ids = tokenizer(batch[side], add_special_tokens=False)["input_ids"]
                 if truncate_to is not None:
-                    for i, row in enumerate(ids):
-                        if len(row) > truncate_to:
-                            ids[i], out["truncated"][i] = row[:truncate_to], True
+                    truncated |= truncate_ids(ids, truncate_to) > 0
                 out[side + "_ids"] = ids
-            return out
+            return {**out, "truncated": truncated.tolist()}
 
         prepared = rendered.map(tokenize, batched=True, desc="tokenizing")
         prepared = prepared.remove_columns(drop + ["chosen", "rejected"])
