@@ -14,6 +14,7 @@ from align2.builders.curate import Curation
 CURATED_FILE = "data/train-00000-of-00001.parquet"
 SCORED_FILE = "scored/train-00000-of-00001.parquet"
 LEDGER_FILE, QUALITY_FILE = "ledger.json", "quality.json"
+MODELS_FILE = "models.json"  # the reward models that scored: later stages reuse them
 
 
 def write_parquet(dataset: datasets.Dataset, path: Path, *, embed_images: bool = True) -> Path:
@@ -34,9 +35,12 @@ def write_json(data: dict, path: Path) -> Path:
     return path
 
 
-def write_curation(curation: Curation, out: Path, quality: dict | None = None) -> dict:
+def write_curation(
+    curation: Curation, out: Path, models: dict, quality: dict | None = None
+) -> dict:
     """The kept rows (images embedded), every row's scores and decision (no image bytes),
-    the ledger and, when ground truth exists, the quality report. Returns the paths."""
+    the ledger, the reward models used and, when ground truth exists, the quality report.
+    Returns the paths."""
     out = Path(out)
     paths = {
         "curated": write_parquet(curation.kept, out / CURATED_FILE),
@@ -44,6 +48,7 @@ def write_curation(curation: Curation, out: Path, quality: dict | None = None) -
             curation.scored.remove_columns("image"), out / SCORED_FILE, embed_images=False
         ),
         "ledger": write_json(curation.ledger.to_dict(), out / LEDGER_FILE),
+        "models": write_json(models, out / MODELS_FILE),
     }
     if quality is not None:
         paths["quality"] = write_json(quality, out / QUALITY_FILE)

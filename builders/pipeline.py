@@ -110,7 +110,13 @@ def run_curation(
         scored = curation.scored.filter(lambda s: s is not None, input_columns="answer_score")
         kept = np.asarray(scored["decision"][:]) == KEPT_DECISION
         quality = quality_report(scored["id"], kept, read_truth(truth))
-    paths = write_curation(curation, out, quality)
+    models = {
+        "question_model": question_model,
+        "question_revision": question_revision,
+        "answer_model": answer_model,
+        "answer_revision": answer_revision,
+    }
+    paths = write_curation(curation, out, models, quality)
     return CurationRun(
         curation, quality, paths, (question_model, answer_model), provenance, quarantine
     )

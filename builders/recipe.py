@@ -24,6 +24,7 @@ from pydantic import (
 from align2.builders.sources import HFDatasetSource, LlavaJsonSource
 from align2.cards.hub_licenses import HUB_LICENSES
 from align2.errors import Align2Error
+from align2.rewrite.guards import GuardConfig
 
 SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
 
@@ -136,6 +137,8 @@ class Rewrite(_Strict):
     questions: bool = True
     review: bool = True
     seed: int = 0
+    # The answer reward model's fall (original - rewrite) beyond which a rewrite is refused.
+    max_reward_drop: float = Field(GuardConfig.max_reward_drop, ge=0)
 
 
 class Output(_Strict):

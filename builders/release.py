@@ -24,7 +24,6 @@ from align2.builders.exports import export
 from align2.builders.llm_styler import LLMStylerConfig
 from align2.builders.output import write_json, write_parquet
 from align2.builders.pipeline import run_curation
-from align2.builders.quality import read_truth_answers, rewrite_truth_report
 from align2.builders.recipe import Recipe
 from align2.builders.select import make_policy
 from align2.builders.sources import LlavaJsonSource, Source
@@ -32,6 +31,7 @@ from align2.builders.targets import RELEASE_FILE, HubTarget, LocalHub, bump_patc
 from align2.builders.transaction import checkpoint, file_lock
 from align2.builders.validate import ValidationConfig
 from align2.cards.dataset_card import CardInputs, plot_scores, render_dataset_card
+from align2.rewrite.truth import read_image_facts, rewrite_truth_report
 
 FIRST_VERSION = "0.1.0"
 DEMO_SOURCE = "easy-vqa (PyPI), align2 demo pool"
@@ -80,24 +80,26 @@ def _sources(recipe: Recipe, work: Path) -> tuple[list[Source], Path | None, str
     return [dataset], None, recipe.source.name or dataset.path
 
 
-def _rewrite(kept: datasets.Dataset, recipe: Recipe, work: Path):
+def _rewrite(kept: datasets.Dataset, recipe: Recipe, work: Path, answer_model: str):
+    """The kept rows rewritten, guarded by the build's own answer reward model."""
     from align2.rewrite.generation import GenerationConfig
-    from align2.rewrite.rewriter import RewriteConfig, rewrite_dataset, rewrite_report
+    from align2.rewrite.guards import GuardConfig
+    from align2.rewrite.rewriter import RewriteConfig, rewrite_dataset
 
     spec = recipe.rewrite
     config = RewriteConfig(
         model=spec.model,
         revision=spec.revision,
         generation=GenerationConfig(max_new_tokens=spec.max_new_tokens, batch_size=spec.batch_size),
+        guards=GuardConfig(max_reward_drop=spec.max_reward_drop),
         rewrite_questions=spec.questions,
         review=spec.review,
         seed=spec.seed,
+        answer_model=answer_model,
+        answer_revision=recipe.reward.answer_revision,
     )
-    rewritten = rewrite_dataset(kept, config, work / "generation_cache.sqlite")
-    return rewritten, {
-        "model": spec.model,
-        "report": rewrite_report(rewritten["rewrite_decisions"]),
-    }
+    rewritten, report = rewrite_dataset(kept, config, work / "generation_cache.sqlite")
+    return rewritten, {"model": spec.model, "report": report}
 
 
 def build_release(
@@ -144,9 +146,10 @@ def _build(recipe, recipe_text, target, work: Path, version, command) -> Release
     kept = run.curation.kept
     rewrite = None
     if recipe.rewrite is not None and len(kept):
-        kept, rewrite = _rewrite(kept, recipe, work)
-        if truth is not None:  # the bar: accepted rewrites keep the ground-truth answer
-            rewrite["report"]["truth"] = rewrite_truth_report(list(kept), read_truth_answers(truth))
+        kept, rewrite = _rewrite(kept, recipe, work, run.models[1])
+        if truth is not None:  # accepted rewrites judged against the images' facts
+            rows = kept.remove_columns("image")
+            rewrite["report"]["truth"] = rewrite_truth_report(list(rows), read_image_facts(truth))
     latest = target.latest(recipe.name)
     with tempfile.TemporaryDirectory(prefix=".release-", dir=work) as tmp:
         scored = run.curation.scored.remove_columns("image")

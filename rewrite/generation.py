@@ -273,3 +273,45 @@ def option_probabilities(
         chosen = torch.log_softmax(logits, dim=-1)[:, option_ids]
         probabilities[start : start + len(batch)] = torch.softmax(chosen, dim=-1).cpu().numpy()
     return probabilities
+
+
+@torch.inference_mode()
+def answer_nll(
+    llm: LLM, questions: list[str], answers: list[str], batch_size: int = 8
+) -> np.ndarray:
+    """Mean negative log-likelihood per token of each answer after its question, teacher-forced
+    in the model's own chat template (the user asks, the assistant answers), in float32: how
+    much the inner LLM prefers a text as its own reply (lower: more its own).
+
+    The answer's tokens follow the prompt's, which ends at the assistant header (a special
+    token), so they are exactly the answer's own tokenisation."""
+    model, tokenizer = llm.load()
+    rows = []
+    for question, answer in zip(questions, answers, strict=True):
+        messages = [{"role": "user", "content": question}]
+        prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+        rows.append((prompt_ids + answer_ids, len(prompt_ids)))
+    nll = np.full(len(rows), np.nan)
+    order = np.argsort([len(ids) for ids, _ in rows], kind="stable")
+    for start in range(0, len(order), batch_size):
+        index = order[start : start + batch_size]
+        width = max(len(rows[i][0]) for i in index)
+        input_ids = torch.full((len(index), width), tokenizer.pad_token_id)
+        mask = torch.zeros((len(index), width), dtype=torch.long)
+        targets = torch.full((len(index), width), -100)
+        for j, i in enumerate(index):
+            ids, prompt_length = rows[i]
+            input_ids[j, : len(ids)] = torch.tensor(ids)
+            mask[j, : len(ids)] = 1
+            targets[j, prompt_length : len(ids)] = torch.tensor(ids[prompt_length:])
+        logits = model(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device))
+        logits = logits.logits[:, :-1].float()
+        labels = targets[:, 1:].to(logits.device)
+        losses = torch.nn.functional.cross_entropy(
+            logits.transpose(1, 2), labels, ignore_index=-100, reduction="none"
+        )
+        counts = (labels != -100).sum(-1).clamp(min=1)
+        nll[index] = (losses.sum(-1) / counts).cpu().numpy()
+    return nll

@@ -3,13 +3,15 @@ audit columns and a report."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
 
 import datasets
 
-from align2.builders.output import CURATED_FILE, write_json, write_parquet
+from align2.builders.output import CURATED_FILE, MODELS_FILE, write_json, write_parquet
 from align2.errors import Align2Error
-from align2.rewrite.rewriter import RewriteConfig, rewrite_dataset, rewrite_report
+from align2.rewrite.rewriter import RewriteConfig, rewrite_dataset
 
 REPORT_FILE, CACHE_FILE = "rewrite_report.json", "generation_cache.sqlite"
 
@@ -35,14 +37,27 @@ def read_rows(source: str | Path) -> datasets.Dataset:
     return datasets.load_dataset(str(source), split="train")
 
 
+def curation_answer_model(source: str | Path) -> tuple[str | None, str | None]:
+    """The answer reward model a curation output folder was scored with, if it is one."""
+    path = Path(source) / MODELS_FILE
+    if not path.is_file():
+        return None, None
+    models = json.loads(path.read_text(encoding="utf-8"))
+    return models.get("answer_model"), models.get("answer_revision")
+
+
 def run_rewrite(source: str | Path, config: RewriteConfig, out: Path) -> dict:
+    """Rewrite `source`'s rows into `out`. Without an answer model in `config`, a curation
+    folder's own answer model guards the rewrites."""
     rows = read_rows(source)
     missing = {"id", "conversations"} - set(rows.column_names)
     if missing:
         raise Align2Error(f"{source} has no {', '.join(sorted(missing))} column(s)")
+    if config.answer_model is None:
+        model, revision = curation_answer_model(source)
+        config = replace(config, answer_model=model, answer_revision=revision)
     out = Path(out)
-    rewritten = rewrite_dataset(rows, config, out / CACHE_FILE)
-    report = rewrite_report(rewritten["rewrite_decisions"])
+    rewritten, report = rewrite_dataset(rows, config, out / CACHE_FILE)
     write_parquet(rewritten, out / CURATED_FILE)
     write_json(report, out / REPORT_FILE)
     return report

@@ -3,13 +3,20 @@ words, guards check the facts, and the same LLM reviews original against rewrite
 
 Per turn the decision is one of: `accepted` (the rewrite replaces the text), `reviewed_out`
 (the LLM preferred its original), `unchanged` (the rewrite was identical), or the name of the
-guard that rejected it. Rows keep `original_conversations`, so nothing is lost.
+guard that rejected it. Only a rewrite that passed every guard is shown to the review, so the
+review can never choose one a guard refused. Rows keep `original_conversations`, so nothing
+is lost.
+
+The report measures what the stage is for: the inner LLM's negative log-likelihood per token
+of the answers before and after (lower: more its own words), over the accepted turns and
+over every kept answer, and, with an answer reward model, its scores of both versions.
 """
 
 from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,14 +25,16 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from align2.builders.schema import GPT, HUMAN, IMAGE_TOKEN
+from align2.rewrite.claims import polarity
 from align2.rewrite.generation import (
     LLM,
     GenerationCache,
     GenerationConfig,
+    answer_nll,
     generate,
     option_probabilities,
 )
-from align2.rewrite.guards import ACCEPTED, GuardConfig, check_rewrite, polarity
+from align2.rewrite.guards import ACCEPTED, GuardConfig, check_rewrite
 
 REVIEWED_OUT, UNCHANGED, SKIPPED = "reviewed_out", "unchanged", "skipped"
 REWRITE_FEATURES = {
@@ -48,6 +57,10 @@ class RewriteConfig:
     review: bool = True  # the LLM chooses between original and rewrite
     seed: int = 0  # the order the two options are shown in, per turn
     trust_remote_code: bool = False
+    # The build's answer reward model: a rewrite it scores more than guards.max_reward_drop
+    # below the original is refused (it reads the image, which the rules cannot).
+    answer_model: str | None = None
+    answer_revision: str | None = None
 
 
 # Prompts are files (rewrite/prompts/*.j2). Plain text goes to a model: no HTML escaping.
@@ -97,16 +110,71 @@ def _with_image(text: str, image_first: bool | None) -> str:
     return f"{IMAGE_TOKEN}\n{text}" if image_first else f"{text}\n{IMAGE_TOKEN}"
 
 
+ImagesOf = Callable[[list[int]], list]  # row positions -> their images
+
+
 def rewrite_conversations(
     conversations: list[list[dict]],
     ids: list[str],
     config: RewriteConfig,
     cache: GenerationCache | None,
     llm: LLM | None = None,
-) -> dict:
-    """The rewrite columns for a list of conversations (see REWRITE_FEATURES)."""
+    images_of: ImagesOf | None = None,
+) -> tuple[dict, dict]:
+    """The rewrite columns for a list of conversations (see REWRITE_FEATURES), and what was
+    measured on them (`inner_llm_nll`, `answer_reward`). `images_of` gives the answer
+    reward model its images, read only for the rows it scores."""
     llm = llm or LLM(config.model, config.revision, config.trust_remote_code)
     turns = _turns(conversations, config.rewrite_questions)
+    rewrites = _generate_rewrites(llm, turns, config, cache)
+    decisions = [
+        UNCHANGED
+        if rewrite == turn.text
+        else check_rewrite(
+            turn.text,
+            rewrite,
+            is_answer=turn.role == GPT,
+            question=turn.question,
+            config=config.guards,
+        )
+        for turn, rewrite in zip(turns, rewrites, strict=True)
+    ]
+    measures = {}
+    if config.answer_model is not None:
+        measures["answer_reward"] = _guard_reward_drop(
+            turns, rewrites, decisions, config, images_of
+        )
+    probabilities = [[] for _ in turns]
+    reviewed = [i for i, d in enumerate(decisions) if d == ACCEPTED]
+    if config.review and reviewed:
+        p_rewrite, p_original = _review(
+            llm, [turns[i] for i in reviewed], [rewrites[i] for i in reviewed], ids, config
+        )
+        for i, pr, po in zip(reviewed, p_rewrite, p_original, strict=True):
+            probabilities[i] = [float(po), float(pr)]
+            if pr <= po:
+                decisions[i] = REVIEWED_OUT
+    measures["inner_llm_nll"] = _nll_report(llm, turns, rewrites, decisions, config)
+    final = [[dict(t) for t in conversation] for conversation in conversations]
+    # One decision per turn of the conversation; turns not sent to the LLM are `skipped`.
+    per_row = [[SKIPPED] * len(c) for c in conversations]
+    per_row_p: list[list[list[float]]] = [[[] for _ in c] for c in conversations]
+    for turn, rewrite, decision, p in zip(turns, rewrites, decisions, probabilities, strict=True):
+        if decision == ACCEPTED:
+            final[turn.row][turn.index]["value"] = _with_image(rewrite, turn.image_first)
+        per_row[turn.row][turn.index] = decision
+        per_row_p[turn.row][turn.index] = p
+    columns = {
+        "conversations": final,
+        "original_conversations": conversations,
+        "rewrite_decisions": per_row,
+        "review_probabilities": per_row_p,
+        "rewritten": [ACCEPTED in d for d in per_row],
+    }
+    return columns, measures
+
+
+def _generate_rewrites(llm: LLM, turns: list[_Turn], config: RewriteConfig, cache) -> list[str]:
     system = render("system.j2")
     prompts = [
         llm.chat(
@@ -123,40 +191,72 @@ def rewrite_conversations(
     prompts = [p + s for p, s in zip(prompts, starts, strict=True)]
     budgets = [token_budget(t.text, config.guards) for t in turns]
     generated = generate(llm, prompts, config.generation, cache, budgets)
-    rewrites = [
-        _clean(s + _continue(g) if s else g) for s, g in zip(starts, generated, strict=True)
-    ]
-    decisions = [
-        UNCHANGED
-        if rewrite == turn.text
-        else check_rewrite(turn.text, rewrite, is_answer=turn.role == GPT, config=config.guards)
-        for turn, rewrite in zip(turns, rewrites, strict=True)
-    ]
-    probabilities = [[] for _ in turns]
-    reviewed = [i for i, d in enumerate(decisions) if d == ACCEPTED]
-    if config.review and reviewed:
-        p_rewrite, p_original = _review(
-            llm, [turns[i] for i in reviewed], [rewrites[i] for i in reviewed], ids, config
-        )
-        for i, pr, po in zip(reviewed, p_rewrite, p_original, strict=True):
-            probabilities[i] = [float(po), float(pr)]
-            if pr <= po:
-                decisions[i] = REVIEWED_OUT
-    final = [[dict(t) for t in conversation] for conversation in conversations]
-    # One decision per turn of the conversation; turns not sent to the LLM are `skipped`.
-    per_row = [[SKIPPED] * len(c) for c in conversations]
-    per_row_p: list[list[list[float]]] = [[[] for _ in c] for c in conversations]
-    for turn, rewrite, decision, p in zip(turns, rewrites, decisions, probabilities, strict=True):
-        if decision == ACCEPTED:
-            final[turn.row][turn.index]["value"] = _with_image(rewrite, turn.image_first)
-        per_row[turn.row][turn.index] = decision
-        per_row_p[turn.row][turn.index] = p
+    return [_clean(s + _continue(g) if s else g) for s, g in zip(starts, generated, strict=True)]
+
+
+def _guard_reward_drop(turns, rewrites, decisions, config: RewriteConfig, images_of) -> dict:
+    """Score the answers that passed the rules, original and rewrite, with the answer reward
+    model; refuse (in `decisions`) those it scores more than `max_reward_drop` lower."""
+    from align2.reward.backbones import load_reward_model
+    from align2.reward.scoring import score_texts
+    from align2.reward.templates import answer_text
+
+    scored = [i for i, d in enumerate(decisions) if d == ACCEPTED and turns[i].role == GPT]
+    if not scored:
+        return {"model": config.answer_model, "scored": 0}
+    backbone = load_reward_model(
+        config.answer_model,
+        revision=config.answer_revision,
+        trust_remote_code=config.trust_remote_code,
+    )
+    images = None
+    if backbone.sees_images:
+        if images_of is None:
+            raise ValueError(f"answer model {config.answer_model} reads images: pass images_of")
+        rows = sorted({turns[i].row for i in scored})
+        by_row = dict(zip(rows, images_of(rows), strict=True))
+        images = [by_row[turns[i].row] for i in scored] * 2
+    texts = [answer_text(turns[i].question, turns[i].text) for i in scored]
+    texts += [answer_text(turns[i].question, rewrites[i]) for i in scored]
+    scores = score_texts(backbone, texts, images, batch_size=config.generation.batch_size)
+    before, after = scores[: len(scored)], scores[len(scored) :]
+    for i, drop in zip(scored, before - after, strict=True):
+        if drop > config.guards.max_reward_drop:
+            decisions[i] = "reward_drop"
     return {
-        "conversations": final,
-        "original_conversations": conversations,
-        "rewrite_decisions": per_row,
-        "review_probabilities": per_row_p,
-        "rewritten": [ACCEPTED in d for d in per_row],
+        "model": config.answer_model,
+        "scored": len(scored),
+        "refused": int(np.sum(before - after > config.guards.max_reward_drop)),
+        "max_drop": config.guards.max_reward_drop,
+        "mean_original": round(float(before.mean()), 4),
+        "mean_rewrite": round(float(after.mean()), 4),
+    }
+
+
+def _nll_report(llm: LLM, turns, rewrites, decisions, config: RewriteConfig) -> dict:
+    """The inner LLM's mean NLL per token of the answers, original and as released, over the
+    accepted answer turns and over every answer turn."""
+    answers = [i for i, t in enumerate(turns) if t.role == GPT]
+    accepted = [i for i in answers if decisions[i] == ACCEPTED]
+    questions = [turns[i].question for i in answers] + [turns[i].question for i in accepted]
+    texts = [turns[i].text for i in answers] + [rewrites[i] for i in accepted]
+    nll = answer_nll(llm, questions, texts, config.generation.batch_size) if texts else []
+    original = dict(zip(answers, nll[: len(answers)], strict=True))
+    rewritten = dict(zip(accepted, nll[len(answers) :], strict=True))
+    released = [rewritten.get(i, original[i]) for i in answers]
+
+    def mean(values) -> float | None:
+        return round(float(np.mean(values)), 4) if len(values) else None
+
+    return {
+        "turns": len(accepted),
+        "original": mean([original[i] for i in accepted]),
+        "rewritten": mean([rewritten[i] for i in accepted]),
+        "all_answers": {
+            "turns": len(answers),
+            "original": mean([original[i] for i in answers]),
+            "released": mean(released),
+        },
     }
 
 
@@ -212,17 +312,28 @@ def _review(llm: LLM, turns, rewrites, ids, config: RewriteConfig):
 
 def rewrite_dataset(
     dataset: datasets.Dataset, config: RewriteConfig, cache_path: str | Path | None
-) -> datasets.Dataset:
-    """`dataset` with rewritten conversations and the audit columns."""
+) -> tuple[datasets.Dataset, dict]:
+    """`dataset` with rewritten conversations and the audit columns, and the report."""
     cache = GenerationCache(cache_path) if cache_path is not None else None
-    columns = rewrite_conversations(dataset["conversations"], dataset["id"], config, cache)
+
+    def images_of(rows: list[int]) -> list:
+        return dataset.select(rows)["image"]
+
+    columns, measures = rewrite_conversations(
+        dataset["conversations"],
+        dataset["id"],
+        config,
+        cache,
+        images_of=images_of if "image" in dataset.column_names else None,
+    )
     out = dataset.remove_columns("conversations").add_column(
         "conversations", columns.pop("conversations"), feature=dataset.features["conversations"]
     )
     for name, values in columns.items():
         out = out.add_column(name, values, feature=REWRITE_FEATURES[name])
     order = list(dataset.column_names) + list(REWRITE_FEATURES)
-    return out.select_columns(order)
+    out = out.select_columns(order)
+    return out, {**rewrite_report(out["rewrite_decisions"]), **measures}
 
 
 def rewrite_report(decisions: list[list[str]]) -> dict:

@@ -156,6 +156,10 @@ def test_curate_then_rewrite(tmp_path, small_pool, tiny_models, tiny_lm):
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "rewritten" / "rewrite_report.json").read_text())
     assert report["rows"] == ledger["kept"]
+    # The curation's answer model guards the rewrites without being named again.
+    assert json.loads((out / "models.json").read_text())["answer_model"] == str(tiny_models[1])
+    assert report["answer_reward"]["model"] == str(tiny_models[1])
+    assert report["inner_llm_nll"]["all_answers"]["turns"] > 0
 
 
 def test_curate_names_a_bad_policy(tmp_path, small_pool):

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from align2.rewrite.guards import GuardConfig
+
 
 def rewrite_command(
     input: Annotated[
@@ -24,6 +26,16 @@ def rewrite_command(
     questions: Annotated[bool, typer.Option(help="Rewrite questions too.")] = True,
     review: Annotated[bool, typer.Option(help="Let the LLM choose original or rewrite.")] = True,
     trust_remote_code: Annotated[bool, typer.Option(help="Run model code from the Hub.")] = False,
+    answer_model: Annotated[
+        str | None,
+        typer.Option(
+            help="Answer reward model (folder or Hub id) that refuses rewrites it scores much "
+            "lower than the original; default: the one a curation folder was scored with."
+        ),
+    ] = None,
+    max_reward_drop: Annotated[
+        float, typer.Option(help="Largest answer-reward fall (original - rewrite) accepted.")
+    ] = GuardConfig.max_reward_drop,
 ) -> None:
     """Rewrite each kept question and answer in the inner LLM's words."""
     from align2.rewrite.generation import GenerationConfig
@@ -35,10 +47,12 @@ def rewrite_command(
         generation=GenerationConfig(
             max_new_tokens=max_new_tokens, batch_size=batch_size, do_sample=sample, seed=seed
         ),
+        guards=GuardConfig(max_reward_drop=max_reward_drop),
         rewrite_questions=questions,
         review=review,
         seed=seed,
         trust_remote_code=trust_remote_code,
+        answer_model=answer_model,
     )
     report = run_rewrite(input, config, out)
     typer.echo(json.dumps(report, indent=2))

@@ -89,3 +89,26 @@ def test_a_recipe_license_must_be_one_the_hub_reads(tmp_path, license):
     recipe = {"name": "x", "source": {"demo_pool": {}, "license": "other", "license_name": "mine"}}
     path.write_text(yaml.safe_dump(recipe))
     assert load_recipe(path).source.license_name == "mine"
+
+
+def test_the_card_states_the_rewrite_measures_from_the_report():
+    report = {
+        "rewritten": 0.1, "reviewed_out": 0.1, "guarded_out": 0.5, "unchanged": 0.3,
+        "rows": 87, "rows_rewritten": 16, "guards": {"added_facts": 25, "claims": 17},
+        "inner_llm_nll": {
+            "turns": 16, "original": 2.7144, "rewritten": 1.9231,
+            "all_answers": {"turns": 176, "original": 2.7291, "released": 2.6572},
+        },
+        "answer_reward": {"scored": 42, "refused": 2, "max_drop": 0.5},
+        "truth": {"accepted_answers": 16, "yes_no": 15, "true": 15, "false": 1, "unjudged": 0,
+                  "original_false": 0, "flipped": 1},
+    }  # fmt: skip
+    text = " ".join(render_dataset_card(_inputs(rewrite={"model": "m", "report": report})).split())
+    assert "2.7144 for the 16 accepted answers as they were, 1.9231 as rewritten" in text
+    assert "over all 176 kept answers, 2.7291 before and 2.6572 as released" in text
+    assert "16 of 87 kept rows were changed" in text
+    assert "`added_facts` 25, `claims` 17" in text
+    assert "scored 42 rewrites that passed the rules and refused 2" in text
+    assert (
+        "16 accepted (15 yes/no), 15 true, 1 false" in text and "1 made a true answer false" in text
+    )

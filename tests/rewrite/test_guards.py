@@ -1,5 +1,6 @@
-"""Guards, each with a hand-made example: a rewrite that loses a fact, flips yes/no, refuses,
-or blows up in length is rejected with the guard's name; a faithful one is accepted."""
+"""Guards, each with a hand-made example: a rewrite that loses a fact, flips yes/no or any
+other claim, stutters, refuses, or blows up in length is rejected with the guard's name; a
+faithful one is accepted. The flips are the ones SmolLM2 wrote in the demo release."""
 
 import pytest
 
@@ -62,3 +63,66 @@ def test_image_token_must_stay_and_reward_must_not_fall():
 def test_question_guards(original, rewrite, guard):
     is_answer = not original.endswith("?")
     assert check_rewrite(original, rewrite, is_answer=is_answer, config=CONFIG) == guard
+
+
+# (question, original, rewrite): SmolLM2's accepted rewrites in the 2026-12-02 demo release.
+FLIPS = [
+    (
+        "Does the image not contain a red shape?",
+        "No, the image contains a red shape.",
+        "No, the image does not contain a red shape.",
+    ),
+    ("Is there not a blue shape?", "Yes.", "Yes, there is a blue shape."),
+    ("Is no red shape present?", "No.", "No, no red shape is present."),
+    (
+        "Is there not a green shape in the image?",
+        "No. The image shows a green circle, so there is a green shape.",
+        "No, the image shows a green circle, so there is no green shape.",
+    ),
+]
+
+
+@pytest.mark.parametrize("question, original, rewrite", FLIPS)
+def test_a_claim_flipped_anywhere_in_the_answer_is_refused(question, original, rewrite):
+    kwargs = dict(is_answer=True, config=CONFIG, question=question)
+    assert check_rewrite(original, rewrite, **kwargs) == "claims"
+
+
+@pytest.mark.parametrize(
+    "question, original, rewrite, guard",
+    [
+        ("Is no gray shape present?", "No.", "No, no.", "claims"),  # a bare denial added
+        ("Is there a red shape?", "Yes.", "Yes, yes.", "degenerate"),
+        ("What color is the circle?", "Blue.", "Blue blue.", "degenerate"),
+        ("Is there a red shape?", "Yes.", "Yes, is there a red shape?", "degenerate"),
+        ("Is there a red shape?", "Yes.", "Yes, there is a red circle.", "added_facts"),
+        ("What shape is it?", "A circle.", "A circle, not a red square.", "added_facts"),
+        ("Is there a blue shape?", "Blue.", "Yes, blue.", "polarity"),
+    ],
+)
+def test_degenerate_and_invented_rewrites_are_refused(question, original, rewrite, guard):
+    kwargs = dict(is_answer=True, config=CONFIG, question=question)
+    assert check_rewrite(original, rewrite, **kwargs) == guard
+
+
+@pytest.mark.parametrize(
+    "question, original, rewrite",
+    [
+        ("Is there not a blue shape?", "Yes.", "Yes, there is no blue shape."),
+        ("Is no red shape present?", "No.", "No, a red shape is present."),
+        (
+            "Is there a blue shape?",
+            "No. The only shape in the image is a red circle, so there is no blue shape.",
+            "No, there is no blue shape; the only shape is a red circle.",
+        ),
+        (
+            "Is there a green shape in the image?",
+            "Yes. The image shows a green circle, so there is a green shape.",
+            "Yes, the image shows a green circle, which means there is a green shape.",
+        ),
+        ("What is the man holding?", "He is not holding an umbrella.", "He holds no umbrella."),
+    ],
+)
+def test_a_faithful_rewrite_keeps_every_claim(question, original, rewrite):
+    kwargs = dict(is_answer=True, config=CONFIG, question=question)
+    assert check_rewrite(original, rewrite, **kwargs) == "accepted"

@@ -7,10 +7,10 @@ import pytest
 from helpers import canonical_dataset
 
 from align2.builders.demo_pool import DemoPoolConfig, build_demo_pool
-from align2.builders.quality import rewrite_truth_report
 from align2.rewrite import generation
 from align2.rewrite.generation import GenerationCache, GenerationConfig
 from align2.rewrite.rewriter import RewriteConfig, rewrite_dataset, rewrite_report
+from align2.rewrite.truth import rewrite_truth_report
 
 
 def _pool(n: int, seed: int = 4) -> datasets.Dataset:
@@ -21,7 +21,7 @@ def _pool(n: int, seed: int = 4) -> datasets.Dataset:
 def test_every_turn_gets_a_decision_and_originals_are_kept(tmp_path, tiny_lm):
     ds = _pool(6)
     config = RewriteConfig(model=tiny_lm, generation=GenerationConfig(max_new_tokens=12))
-    out = rewrite_dataset(ds, config, tmp_path / "cache.sqlite")
+    out, report = rewrite_dataset(ds, config, tmp_path / "cache.sqlite")
     assert out["original_conversations"] == ds["conversations"]
     for row in out:
         assert len(row["rewrite_decisions"]) == len(row["conversations"])  # questions too
@@ -29,7 +29,7 @@ def test_every_turn_gets_a_decision_and_originals_are_kept(tmp_path, tiny_lm):
         assert kept_original == (row["conversations"] == row["original_conversations"])
         assert row["rewritten"] == (not kept_original)
         assert row["conversations"][0]["value"].count("<image>") == 1
-    report = rewrite_report(out["rewrite_decisions"])
+    assert report == {**rewrite_report(out["rewrite_decisions"]), **report}
     shares = report["rewritten"] + report["reviewed_out"] + report["guarded_out"]
     assert shares + report["unchanged"] == pytest.approx(1.0, abs=1e-3)
 
@@ -37,7 +37,7 @@ def test_every_turn_gets_a_decision_and_originals_are_kept(tmp_path, tiny_lm):
 def test_a_rerun_reads_the_cache_and_generates_nothing(tmp_path, tiny_lm, monkeypatch):
     ds = _pool(4)
     config = RewriteConfig(model=tiny_lm, generation=GenerationConfig(max_new_tokens=8))
-    first = rewrite_dataset(ds, config, tmp_path / "cache.sqlite")
+    first, _ = rewrite_dataset(ds, config, tmp_path / "cache.sqlite")
     cached = (
         GenerationCache(tmp_path / "cache.sqlite")
         .db.execute("SELECT COUNT(*) FROM generations")
@@ -49,7 +49,7 @@ def test_a_rerun_reads_the_cache_and_generates_nothing(tmp_path, tiny_lm, monkey
         raise AssertionError("a cached prompt was generated again")
 
     monkeypatch.setattr(generation, "generate_batch", must_not_generate)
-    again = rewrite_dataset(ds, config, tmp_path / "cache.sqlite")
+    again, _ = rewrite_dataset(ds, config, tmp_path / "cache.sqlite")
     assert again["conversations"] == first["conversations"]
     assert again["rewrite_decisions"] == first["rewrite_decisions"]
     # Another generation config is another key: it would generate.
@@ -63,12 +63,15 @@ def test_smollm2_rewrites_keep_the_true_answers(tmp_path):
     rows = build_demo_pool(DemoPoolConfig(split="test", size=4, seed=9, defect_rate=0.0))
     ds = canonical_dataset(rows, source="demo")
     config = RewriteConfig(generation=GenerationConfig(max_new_tokens=48))
-    out = rewrite_dataset(ds, config, tmp_path / "cache.sqlite")
-    report = rewrite_report(out["rewrite_decisions"])
+    out, report = rewrite_dataset(ds, config, tmp_path / "cache.sqlite")
     assert report["turns"] == sum(len(c) for c in ds["conversations"])
-    truth = {r["id"]: r["facts"]["answers"] for r in rows}
-    checked = rewrite_truth_report(list(out), truth)
-    assert checked["keep_truth"] in (None, 1.0), checked
+    image_facts = {r["id"]: {r["facts"]["color"], r["facts"]["shape"]} for r in rows}
+    checked = rewrite_truth_report(list(out.remove_columns("image")), image_facts)
+    assert checked["false"] == 0, checked
+    nll = report["inner_llm_nll"]
+    assert nll["turns"] == checked["accepted_answers"]
+    assert nll["all_answers"]["turns"] == sum(len(c) // 2 for c in ds["conversations"])
+    assert 0 < nll["all_answers"]["original"] < 10
     for row in out:
         for turn, original, decision in zip(
             row["conversations"],
@@ -84,7 +87,7 @@ def test_questions_can_be_left_alone(tmp_path, tiny_lm):
     config = RewriteConfig(
         model=tiny_lm, rewrite_questions=False, generation=GenerationConfig(max_new_tokens=6)
     )
-    out = rewrite_dataset(ds, config, None)
+    out, report = rewrite_dataset(ds, config, None)
     for row in out:
         pairs = zip(row["conversations"], row["original_conversations"], strict=True)
         for (turn, original), decision in zip(pairs, row["rewrite_decisions"], strict=True):
@@ -92,7 +95,6 @@ def test_questions_can_be_left_alone(tmp_path, tiny_lm):
                 assert decision == "skipped" and turn == original
             else:
                 assert decision != "skipped"
-    report = rewrite_report(out["rewrite_decisions"])
     assert report["skipped"] == sum(len(c) // 2 for c in ds["conversations"])
 
 
@@ -142,3 +144,58 @@ def test_option_probabilities_of_a_shared_prefix_batch_match_each_prompt_alone(l
     batched = option_probabilities(llm, prompts, options, batch_size=3)
     assert np.allclose(batched, np.stack(alone), atol=1e-5)
     assert np.abs(np.stack(alone)[:, 0] - 0.5).max() > 0.01  # the rows are told apart
+
+
+def test_answer_nll_is_the_teacher_forced_loss_of_each_answer_alone(tiny_lm):
+    import torch
+
+    from align2.rewrite.generation import LLM, answer_nll
+
+    llm = LLM(tiny_lm)
+    model, tokenizer = llm.load()
+    questions = ["Is there a red shape?", "What colour is the circle in the picture?", "Shape?"]
+    answers = ["Yes.", "The circle in the image is blue, a light blue.", "A triangle."]
+    alone = []
+    for question, answer in zip(questions, answers, strict=True):  # transformers' own loss
+        prompt = tokenizer.apply_chat_template(
+            [{"role": "user", "content": question}], add_generation_prompt=True, tokenize=False
+        )
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        ids = torch.tensor([prompt_ids + tokenizer(answer, add_special_tokens=False)["input_ids"]])
+        labels = ids.clone()
+        labels[0, : len(prompt_ids)] = -100
+        with torch.inference_mode():
+            alone.append(model(input_ids=ids, labels=labels).loss.item())
+    batched = answer_nll(llm, questions, answers, batch_size=3)
+    np.testing.assert_allclose(batched, alone, rtol=1e-4)
+    assert len(set(np.round(batched, 3))) == 3  # each answer its own figure
+
+
+def test_the_answer_model_refuses_a_rewrite_it_scores_much_lower(tiny_models):
+    from align2.reward.backbones import load_reward_model
+    from align2.reward.scoring import score_texts
+    from align2.reward.templates import answer_text
+    from align2.rewrite.guards import ACCEPTED, GuardConfig
+    from align2.rewrite.rewriter import _guard_reward_drop, _turns
+
+    ds = _pool(3)
+    turns = [t for t in _turns(ds["conversations"], questions=False)][:3]
+    rewrites = ["It is shown.", "Yes, indeed.", turns[2].text + " Indeed."]
+    images = [ds[t.row]["image"] for t in turns]
+    backbone = load_reward_model(tiny_models[1])
+    texts = [answer_text(t.question, t.text) for t in turns]
+    texts += [answer_text(t.question, r) for t, r in zip(turns, rewrites, strict=True)]
+    scores = score_texts(backbone, texts, images * 2)
+    drops = scores[:3] - scores[3:]
+    limit = float(np.sort(drops)[1])  # refuse exactly the rewrite that falls furthest
+    config = RewriteConfig(
+        answer_model=tiny_models[1], guards=GuardConfig(max_reward_drop=limit + 1e-4)
+    )
+    decisions = [ACCEPTED] * 3
+    report = _guard_reward_drop(
+        turns, rewrites, decisions, config, lambda rows: ds.select(rows)["image"]
+    )
+    worst = int(np.argmax(drops))
+    assert decisions == ["reward_drop" if i == worst else ACCEPTED for i in range(3)]
+    assert report["scored"] == 3 and report["refused"] == 1
+    assert report["mean_original"] == pytest.approx(float(scores[:3].mean()), abs=1e-4)
