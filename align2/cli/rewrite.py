@@ -8,8 +8,6 @@ from typing import Annotated
 
 import typer
 
-from align2.rewrite.guards import GuardConfig
-
 
 def rewrite_command(
     input: Annotated[
@@ -34,11 +32,13 @@ def rewrite_command(
         ),
     ] = None,
     max_reward_drop: Annotated[
-        float, typer.Option(help="Largest answer-reward fall (original - rewrite) accepted.")
-    ] = GuardConfig.max_reward_drop,
+        float | None,
+        typer.Option(help="Largest answer-reward fall (original - rewrite) accepted [0.5]."),
+    ] = None,
 ) -> None:
     """Rewrite each kept question and answer in the inner LLM's words."""
     from align2.rewrite.generation import GenerationConfig
+    from align2.rewrite.guards import GuardConfig
     from align2.rewrite.pipeline import run_rewrite
     from align2.rewrite.rewriter import RewriteConfig
 
@@ -47,7 +47,9 @@ def rewrite_command(
         generation=GenerationConfig(
             max_new_tokens=max_new_tokens, batch_size=batch_size, do_sample=sample, seed=seed
         ),
-        guards=GuardConfig(max_reward_drop=max_reward_drop),
+        guards=GuardConfig()
+        if max_reward_drop is None
+        else GuardConfig(max_reward_drop=max_reward_drop),
         rewrite_questions=questions,
         review=review,
         seed=seed,
