@@ -13,7 +13,8 @@ from helpers import run_align2
 
 from align2.builders.llava_shaped import LlavaShapedConfig, build_llava_shaped, write_llava_shaped
 
-ROWS = 3000
+ROWS = 1000
+KEPT = 200
 
 
 def run(*args):
@@ -89,7 +90,7 @@ def test_validate_quarantines_nothing(pool, tmp_path):
 @pytest.fixture(scope="module")
 def small_models(tmp_path_factory):
     """Tiny-vlm reward models narrower than the default (what is tested is the path: three
-    curations of 3,000 long rows at the default width take minutes on 2 cores)."""
+    curations of 1,000 long rows at the default width take minutes on 2 cores)."""
     from align2.reward.backbones import build_backbone
 
     root = tmp_path_factory.mktemp("small-models")
@@ -106,10 +107,10 @@ def small_models(tmp_path_factory):
 
 def _curate(out, tiny_models, *source_args):
     models = ["--question-model", tiny_models[0], "--answer-model", tiny_models[1]]
-    run("curate", *source_args, "--out", out, *models, "--policy", "top-k", "--k", "500")
+    run("curate", *source_args, "--out", out, *models, "--policy", "top-k", "--k", KEPT)
     ledger = json.loads((out / "ledger.json").read_text())
     assert ledger["total"] == ROWS and ledger["quarantined"] == {}
-    assert ledger["kept"] == 500
+    assert ledger["kept"] == KEPT
     return pq.read_table(out / "scored").to_pandas()
 
 
