@@ -1,7 +1,7 @@
 """CPU training with glibc's allocator told to keep freed memory vs its defaults.
 
 Trains the demo answer model for `--steps` steps twice, each in a fresh process (the setting
-is process-wide): once as `train_reward_model` does, once with `_keep_freed_memory` turned
+is process-wide): once as `train_reward_model` does, once with `keep_freed_memory` turned
 off. Prints one JSON line: `value` is default seconds / kept seconds, with the minor page
 faults of both. The weights come out identical; only the time differs.
 """
@@ -22,7 +22,7 @@ import align2.reward.train as train
 from align2.reward.annotations import preference_pairs
 annotations, steps, mode, out = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 if mode == "default":
-    train._keep_freed_memory = lambda: None
+    train.keep_freed_memory = lambda: None
 pairs = preference_pairs(annotations / "answers.json", image_folder=annotations / "images")
 config = dataclasses.replace(train.DEMO_ANSWER_TRAINING, max_steps=steps)
 faults, start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
@@ -50,7 +50,7 @@ def main() -> int:
         work / "keep" / "model.safetensors"
     ).read_bytes()
     result = {
-        "name": "cpu_training_keep_freed_memory_speedup",
+        "name": "cpu_trainingkeep_freed_memory_speedup",
         "value": round(value, 3),
         "target": "> 1.0",
         "steps": steps,

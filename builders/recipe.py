@@ -141,6 +141,17 @@ class Rewrite(_Strict):
     max_reward_drop: float = Field(GuardConfig.max_reward_drop, ge=0)
 
 
+class Evaluate(_Strict):
+    """Train one base VLM on the release, on random subsets of its pool of the same size and
+    on the whole pool; evaluate each on easy-VQA's test split (align2.evaluate.compare)."""
+
+    model: str = "tiny-llava"  # a folder or Hub id of an image-text-to-text model
+    steps: int = Field(400, ge=1)  # per run, batches of 16
+    random_seeds: int = Field(3, ge=1)
+    test_questions: int | None = Field(None, ge=1)  # None: all 9,673
+    generated: int = Field(300, ge=1)  # greedy answers read for defects
+
+
 class Output(_Strict):
     formats: tuple[Literal["llava_json", "messages"], ...] = ()  # extra exports
 
@@ -156,6 +167,7 @@ class Recipe(_Strict):
     styler: Styler | None = None  # None: the training-free rules
     selection: Selection = Selection()
     rewrite: Rewrite | None = None
+    evaluate: Evaluate | None = None  # None: no downstream comparison
     output: Output = Output()
     target: str = Field("local:hub", pattern=r"^(local:.+|hub:[^/\s]+/[^/\s]+)$")
     version: str | None = Field(None, pattern=SEMVER.pattern)  # None: bump the latest patch
@@ -235,3 +247,16 @@ def _resolve(source: Source, base: Path) -> Source:
             changes["path"] = str(base / dataset.path)  # a local folder, not a Hub id
         return source.model_copy(update={"dataset": replace(dataset, **changes)})
     return source
+
+
+def checked(model: type[BaseModel], values: dict):
+    """`model(**values)` for values given as command-line options: errors in one line,
+    each naming its option (the recipe's field, as `--field-name`)."""
+    try:
+        return model(**values)
+    except ValidationError as err:
+        problems = [
+            f"--{_field(e).replace('_', '-')}: {e['msg']} (got {e.get('input')!r})"
+            for e in err.errors()
+        ]
+        raise Align2Error("; ".join(problems)) from None

@@ -123,6 +123,17 @@ def build_release(
         return _build(recipe, recipe_text, target, work, version, command)
 
 
+def _downstream(pool, kept, evaluate, work: Path) -> dict:
+    """The recipe's downstream comparison: the released rows against random subsets of the
+    validated pool and the whole pool (align2.evaluate.compare)."""
+    from align2.evaluate.compare import base_model, compare, settings_from
+
+    base = base_model(evaluate.model)
+    curated = {"release": kept}
+    result = compare(pool, curated, base, settings_from(evaluate), work / "downstream")
+    return {"model": evaluate.model, **result}
+
+
 def _build(recipe, recipe_text, target, work: Path, version, command) -> ReleaseResult:
     work.mkdir(parents=True, exist_ok=True)
     sources, truth, source = _sources(recipe, work)
@@ -180,6 +191,10 @@ def _build(recipe, recipe_text, target, work: Path, version, command) -> Release
             write_json(run.quality, release / "quality.json")
         if rewrite is not None:
             write_json(rewrite["report"], release / "rewrite_report.json")
+        downstream = None
+        if recipe.evaluate is not None and len(kept):
+            downstream = _downstream(run.curation.scored, kept, recipe.evaluate, work)
+            write_json(downstream, release / "downstream.json")
         (release / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
         checkpoint("release-folder")
         export(kept, recipe.output.formats, release / "exports")
@@ -203,6 +218,7 @@ def _build(recipe, recipe_text, target, work: Path, version, command) -> Release
                 rows=len(kept),
                 quality=run.quality,
                 rewrite=rewrite,
+                downstream=downstream,
                 changelog=_changelog(previous_ids, kept["id"], latest),
                 data_files={c: release_file(c, digest) for c in files},
                 command=command,

@@ -40,6 +40,7 @@ class CardInputs:
     rows: int
     quality: dict | None = None
     rewrite: dict | None = None  # model, report
+    downstream: dict | None = None  # align2.evaluate.compare's result, when the recipe asks
     data_files: dict[str, str] = field(default_factory=dict)  # config -> path in the repo
     provenance: list[dict] = field(default_factory=list)  # per source: file + sha256, id + commit
     repeated_ids: int = 0  # valid rows whose source id an earlier row had (derived keys)
@@ -174,6 +175,7 @@ def render_dataset_card(inputs: CardInputs) -> str:
         kept_per_type=sorted(Counter(inputs.kept_types).items()),
         quality=inputs.quality,
         rewrite=inputs.rewrite,
+        downstream=inputs.downstream,
         kept_examples=[_example(r) for r in inputs.kept_examples[:EXAMPLES]],
         dropped_examples=[_example(r) for r in inputs.dropped_examples[:EXAMPLES]],
         changelog=_changelog(inputs.changelog),

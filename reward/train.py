@@ -186,7 +186,7 @@ def _peft_config(config: RewardTrainingConfig):
     )
 
 
-def _keep_freed_memory() -> None:
+def keep_freed_memory() -> None:
     """Let glibc keep freed memory for the next step instead of returning it to the OS.
 
     Its defaults (dynamic mmap threshold, 128 KiB trim threshold) hand each step's tensors
@@ -222,7 +222,7 @@ def train_reward_model(
     )
     cuda = torch.cuda.is_available()
     if not cuda:
-        _keep_freed_memory()
+        keep_freed_memory()
     args = RewardConfig(
         output_dir=str(output_dir),
         max_steps=config.max_steps,

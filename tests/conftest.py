@@ -99,3 +99,29 @@ def small_pool(tmp_path_factory):
     out = tmp_path_factory.mktemp("pool")
     write_demo_pool(build_demo_pool(DemoPoolConfig(split="test", size=60, seed=5)), out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_llava(tmp_path_factory):
+    """A tiny LLaVA whose weights are scaled up, so its likelihoods differ by row."""
+    import torch
+    from PIL import Image
+    from transformers import AutoModelForImageTextToText
+
+    from align2.builders.demo_pool import DemoPoolConfig, build_demo_pool
+    from align2.evaluate.tiny_llava import TinyLlavaConfig, build_tiny_llava, pretrain_vision
+
+    pool_rows = build_demo_pool(DemoPoolConfig(split="train", size=48, seed=3))
+    small = TinyLlavaConfig(text_hidden_size=32, vocab_size=400, vision_steps=3)
+    folder = tmp_path_factory.mktemp("tiny-llava")
+    corpus = [t["value"] for r in pool_rows for t in r["conversations"]]
+    build_tiny_llava(small, corpus, folder)
+    images = [Image.open(r["image"]).convert("RGB") for r in pool_rows]
+    pretrain_vision(folder, images, [i % 24 for i in range(len(images))], small)
+    model = AutoModelForImageTextToText.from_pretrained(folder)
+    with torch.no_grad():
+        for parameter in model.model.language_model.parameters():
+            if parameter.dim() > 1:
+                parameter.mul_(8.0)
+    model.save_pretrained(folder)
+    return folder

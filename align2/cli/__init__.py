@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from align2 import __version__
-from align2.cli import build, curate, demo, reward, rewrite, validate
+from align2.cli import build, curate, demo, evaluate, reward, rewrite, validate
 from align2.errors import Align2Error
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ app.add_typer(reward.app, name="reward")
 app.command("validate")(validate.validate_command)
 app.command("curate")(curate.curate_command)
 app.command("rewrite")(rewrite.rewrite_command)
+app.command("evaluate")(evaluate.evaluate_command)
 app.command("build")(build.build_command)
 app.command("checkout")(build.checkout_command)
 

@@ -1,0 +1,1 @@
+"""Downstream evaluation: does a release train a better model?"""
