@@ -38,21 +38,27 @@ def smollm2_gguf() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
 
 
-def _convert_once(name: str, convert) -> Path:
-    target = cache_dir() / name
-    if (target / "config.json").is_file() or (target / "tokenizer_config.json").is_file():
-        return target
+def build_once(target: Path, build) -> Path:
+    """`build(folder)` into a new folder beside `target`, then renamed to it: a concurrent or
+    interrupted build leaves no half folder."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        convert(tmp)
-        tmp.rename(target)  # atomic: a concurrent or interrupted conversion leaves no half folder
+        build(tmp)
+        tmp.rename(target)
     except OSError:
         if not target.exists():
             raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _convert_once(name: str, convert) -> Path:
+    target = cache_dir() / name
+    if (target / "config.json").is_file() or (target / "tokenizer_config.json").is_file():
+        return target
+    return build_once(target, convert)
 
 
 def smollm2_tokenizer_path() -> Path:

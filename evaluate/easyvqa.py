@@ -11,6 +11,7 @@ Two reads of a model, both on images it never saw in training (the test split's 
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from dataclasses import dataclass
@@ -35,8 +36,10 @@ class Question:
     facts: frozenset[str]  # the image's colour and shape
 
 
-def test_questions() -> list[Question]:
-    """easy-VQA's 9,673 test questions, asked as the demo pool asks (first letter capital)."""
+@functools.cache
+def test_questions() -> tuple[Question, ...]:
+    """easy-VQA's 9,673 test questions, asked as the demo pool asks (first letter capital).
+    Read once per process: every run of a comparison is read on them."""
     from align2.builders.demo_pool import easy_vqa_split, image_facts
     from align2.rewrite.claims import term
 
@@ -47,7 +50,7 @@ def test_questions() -> list[Question]:
         facts = image_facts(qas, paths[image_id])
         seen = frozenset(term(v) for v in facts.values() if v)
         out += [Question(paths[image_id], q[0].upper() + q[1:], a, seen) for q, a in qas]
-    return out
+    return tuple(out)
 
 
 def answers() -> tuple[str, ...]:
@@ -56,7 +59,7 @@ def answers() -> tuple[str, ...]:
     return tuple(easy_vqa.get_answers())
 
 
-def sample(questions: list[Question], n: int | None, seed: int = 0) -> list[Question]:
+def sample(questions, n: int | None, seed: int = 0) -> list[Question]:
     if n is None or n >= len(questions):
         return list(questions)
     return random.Random(seed).sample(questions, n)

@@ -17,7 +17,6 @@ at chance (0.12) with SigLIP or LeViT towers, and captions alone took 1,500 step
 from __future__ import annotations
 
 import inspect
-import shutil
 import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -193,30 +192,19 @@ def pretrain_vision(folder: Path, images: list, labels: list[int], config: TinyL
 
 def embedded_base(config: TinyLlavaConfig = TinyLlavaConfig(), cache: Path | None = None) -> Path:
     """The tiny LLaVA after stages (1) and (2) on easy-VQA's train split, made once per
-    config and cached (a concurrent or interrupted build leaves no half folder)."""
+    config and cached."""
     from datasets.fingerprint import Hasher
 
-    from align2.embedded import cache_dir
+    from align2.embedded import build_once, cache_dir
 
     key = Hasher.hash([asdict(config), inspect.getsource(inspect.getmodule(embedded_base))])
     target = Path(cache or cache_dir()) / "tiny-llava" / key
     if (target / "model.safetensors").is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
-    try:
-        _build_base(config, work)
-        try:
-            (work / "base").rename(target)
-        except OSError:
-            if not target.exists():
-                raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return target
+    return build_once(target, lambda folder: _build_base(config, folder))
 
 
-def _build_base(config: TinyLlavaConfig, work: Path) -> None:
+def _build_base(config: TinyLlavaConfig, out: Path) -> None:
     from PIL import Image
 
     from align2.builders.demo_pool import (
@@ -236,12 +224,10 @@ def _build_base(config: TinyLlavaConfig, work: Path) -> None:
     # The demo pool's wording, defects included, so that its answers take few tokens.
     pool = build_demo_pool(DemoPoolConfig(split="train"))
     corpus += [turn["value"] for row in pool for turn in row["conversations"]]
-    build_tiny_llava(config, corpus, work / "random")
     images = [Image.open(paths[i]).convert("RGB") for i in facts]
     labels = [
         COLORS.index(f["color"]) * len(SHAPES) + SHAPES.index(f["shape"]) for f in facts.values()
     ]
-    pretrain_vision(work / "random", images, labels, config)
     captions = [
         [
             {"from": "human", "value": f"{IMAGE_TOKEN}\n{CAPTION_PROMPT}"},
@@ -251,4 +237,7 @@ def _build_base(config: TinyLlavaConfig, work: Path) -> None:
     ]
     dataset = messages_dataset(list(map(str, facts)), captions, [paths[i] for i in facts])
     settings = SFTSettings(max_steps=config.caption_steps, seed=config.seed)
-    train_sft(dataset, work / "random", settings, work / "base")
+    with tempfile.TemporaryDirectory(prefix="align2-tiny-llava-") as start:
+        build_tiny_llava(config, corpus, Path(start))
+        pretrain_vision(Path(start), images, labels, config)
+        train_sft(dataset, Path(start), settings, out)

@@ -183,3 +183,17 @@ def test_evaluate_options_are_checked_as_the_recipe_checks_them(tmp_path):
     result = run_align2("evaluate", tmp_path, "--report", tmp_path / "r.json", "--steps", "0")
     assert result.returncode == 2
     assert "--steps: Input should be greater than or equal to 1 (got 0)" in result.stderr
+
+
+def test_the_embedded_base_is_made_once_and_left_whole(tmp_path):
+    from align2.evaluate.tiny_llava import TinyLlavaConfig, embedded_base
+
+    small = TinyLlavaConfig(text_hidden_size=32, vocab_size=300, vision_steps=2, caption_steps=2)
+    folder = embedded_base(small, cache=tmp_path)
+    made = (folder / "model.safetensors").stat().st_mtime_ns
+    assert embedded_base(small, cache=tmp_path) == folder
+    assert (folder / "model.safetensors").stat().st_mtime_ns == made  # cached, not made again
+    assert [p.name for p in (tmp_path / "tiny-llava").iterdir()] == [folder.name]  # no half folder
+    assert not list(folder.glob("*.bin"))
+    processor = AutoProcessor.from_pretrained(folder)
+    assert len(processor.tokenizer) == 300 and processor.tokenizer.image_token == "<image>"
