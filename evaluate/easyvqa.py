@@ -2,8 +2,8 @@
 
 Two reads of a model, both on images it never saw in training (the test split's 1,000):
 - accuracy: the answer it ranks highest among easy-VQA's 13 answers, by the teacher-forced
-  likelihood of the whole answer word (SmolLM2's tokenizer splits "Gray", "Teal", "Circle"
-  and others into two tokens, so a first-token read would not rank them fairly);
+  likelihood of the whole answer word (a word may take several tokens) in the place where
+  its own reply gives its answer (`accuracy`);
 - defects: its greedy answers to a sample of the questions, each read for what dirty
   training data teaches: a refusal, markup, an off-topic reply, an answer cut off, or one
   that contradicts the image (the rewrite truth report's reader, `rewrite.truth.judge`).
@@ -65,14 +65,16 @@ def sample(questions, n: int | None, seed: int = 0) -> list[Question]:
     return random.Random(seed).sample(questions, n)
 
 
-def _prompts(processor, batch: list[Question]):
+def _prompts(processor, batch: list[Question], replies: list[str] | None = None):
+    """The chat prompts of `batch`, each followed by the start of its reply if given."""
     texts = [
         processor.apply_chat_template(
             [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q.text}]}],
             add_generation_prompt=True,
             tokenize=False,
         )
-        for q in batch
+        + (replies[i] if replies else "")
+        for i, q in enumerate(batch)
     ]
     images = [Image.open(q.image).convert("RGB") for q in batch]
     return processor(
@@ -87,9 +89,15 @@ def _prompts(processor, batch: list[Question]):
 
 @torch.inference_mode()
 def answer_log_likelihoods(
-    model, processor, questions: list[Question], candidates: tuple[str, ...], batch_size: int = 64
+    model,
+    processor,
+    questions: list[Question],
+    candidates: tuple[str, ...],
+    batch_size: int = 64,
+    replies: list[str] | None = None,
 ) -> np.ndarray:
-    """log P(candidate | image, question) for every candidate, shape (questions, candidates).
+    """log P(candidate | image, question[, start of the reply]) for every candidate, shape
+    (questions, candidates).
 
     The prompt is encoded once per question; its KV cache is repeated for the candidates,
     whose tokens are then read in one more pass."""
@@ -103,7 +111,8 @@ def answer_log_likelihoods(
         cand_mask[i, : len(tokens)] = 1
     out = np.empty((len(questions), len(candidates)))
     for start in range(0, len(questions), batch_size):
-        batch = _prompts(processor, questions[start : start + batch_size])
+        given = replies[start : start + batch_size] if replies else None
+        batch = _prompts(processor, questions[start : start + batch_size], given)
         mask = batch["attention_mask"]
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         first = model(**batch, position_ids=positions, use_cache=True, logits_to_keep=1)
@@ -132,14 +141,31 @@ def answer_log_likelihoods(
     return out
 
 
-def accuracy(model, processor, questions: list[Question], batch_size: int = 64) -> dict:
+def accuracy(
+    model, processor, questions: list[Question], batch_size: int = 64, max_new_tokens: int = 16
+) -> dict:
     """Share of questions whose highest-likelihood answer is right, overall and per answer
-    kind (yes/no, colour, shape)."""
+    kind (yes/no, colour, shape).
+
+    Where a reply gives its answer depends on its style ("Red.", "The circle in the image is
+    red."), so the 13 answers are ranked in the model's own answer slot: its greedy reply up
+    to the first word of the kind asked (a colour for "What color ...?"), then each of the
+    13 teacher-forced there (a reply that says none is ranked at its start). Ranking only
+    short replies ("Red.") read a model trained on mixed styles at its rarest style: its
+    scores barely moved with the image (colour accuracy 0.0-0.14 where its replies named the
+    right colour)."""
     options = answers()
-    # Each answer as the pool's short reply gives it, the end of the turn included: "Red."
-    end = processor.tokenizer.eos_token
-    replies = tuple(f"{a.capitalize()}.{end}" for a in options)
-    scores = answer_log_likelihoods(model, processor, questions, replies, batch_size)
+    said = generations(model, processor, questions, max_new_tokens, batch_size)
+    slots = [_answer_slot(text, q.text) for (text, _), q in zip(said, questions, strict=True)]
+    scores = np.empty((len(questions), len(options)))
+    for at_start in (True, False):
+        rows = [i for i, slot in enumerate(slots) if (slot == "") == at_start]
+        if rows:
+            forms = tuple(a.capitalize() if at_start else f" {a}" for a in options)
+            asked, started = [questions[i] for i in rows], [slots[i] for i in rows]
+            scores[rows] = answer_log_likelihoods(
+                model, processor, asked, forms, batch_size, started
+            )
     picked = [options[i] for i in scores.argmax(1)]
     right = np.array([p == q.answer for p, q in zip(picked, questions, strict=True)])
     kinds = np.array([_kind(q.answer) for q in questions])
@@ -148,6 +174,21 @@ def accuracy(model, processor, questions: list[Question], batch_size: int = 64) 
         for k in ("yes_no", "color", "shape")
     }
     return {"accuracy": round(float(right.mean()), 4), "questions": len(questions), **per_kind}
+
+
+def _answer_slot(reply: str, question: str) -> str:
+    """`reply` up to its first word of the kind `question` asks for (a yes or no, a colour,
+    a shape; read from the question's wording), the space before it left to the word; ""
+    when that word opens the reply or the reply says none."""
+    from align2.builders.demo_pool import COLORS, SHAPES
+
+    asked = question.lower()
+    if re.match(r"(is|are|does|do)\b", asked):
+        words = ("yes", "no")
+    else:
+        words = COLORS if re.search(r"\bcolou?r\b", asked) else SHAPES
+    found = re.search(r"\b(?:" + "|".join(words) + r")\b", reply, re.IGNORECASE)
+    return reply[: found.start()].rstrip(" ") if found else ""
 
 
 def _kind(answer: str) -> str:

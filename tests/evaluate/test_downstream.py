@@ -77,6 +77,44 @@ def test_the_chat_template_marks_only_the_answers(loaded, pool_rows):
     assert processor.tokenizer.decode(ids) == "<|im_end|>".join(answers) + "<|im_end|>"
 
 
+@pytest.mark.parametrize(
+    ("reply", "question", "slot"),
+    [
+        (
+            "The circle in the image is red.",
+            "What color is the circle?",
+            "The circle in the image is",
+        ),
+        ("The circle in the image is red.", "What shape is in the image?", "The"),
+        (
+            "The shape in the image is a triangle.",
+            "What is the red shape?",
+            "The shape in the image is a",
+        ),
+        ("No. The image shows a red circle.", "Is there not a red shape?", ""),
+        ("Red.", "What is the colour of the shape?", ""),
+        ("As an AI, I cannot see images.", "Is a circle present?", ""),
+    ],
+)
+def test_answers_are_ranked_where_the_reply_gives_them(reply, question, slot):
+    assert easyvqa._answer_slot(reply, question) == slot
+
+
+def test_accuracy_ranks_all_13_answers_in_the_slot(loaded, questions):
+    model, processor = loaded
+    result = easyvqa.accuracy(model, processor, questions, max_new_tokens=8)
+    said = easyvqa.generations(model, processor, questions, max_new_tokens=8)
+    slots = [easyvqa._answer_slot(t, q.text) for (t, _), q in zip(said, questions, strict=True)]
+    options = easyvqa.answers()
+    right = 0
+    for question, slot in zip(questions, slots, strict=True):
+        forms = tuple(a.capitalize() if slot == "" else f" {a}" for a in options)
+        scores = easyvqa.answer_log_likelihoods(model, processor, [question], forms, replies=[slot])
+        right += options[scores[0].argmax()] == question.answer
+    assert result["accuracy"] == round(right / len(questions), 4)
+    assert result["questions"] == len(questions)
+
+
 def _question(text="Is there a red shape?", facts=("red", "circle")):
     return easyvqa.Question("x.png", text, "yes", frozenset(facts))
 
