@@ -20,10 +20,10 @@ from pathlib import Path
 
 from align2.builders.demo_pool import DemoPoolConfig, build_demo_pool, write_demo_pool
 from align2.builders.pipeline import run_curation
+from align2.builders.recipe import Evaluate
 from align2.builders.select import Align2Selection, BudgetSelection
 from align2.builders.sources import LlavaJsonSource
-from align2.evaluate.compare import ComparisonSettings, compare
-from align2.evaluate.sft import SFTSettings
+from align2.evaluate.compare import compare, settings_from
 from align2.evaluate.tiny_llava import embedded_base
 from align2.reward.demo_models import demo_reward_models
 
@@ -36,10 +36,10 @@ POLICIES = {
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=SFTSettings.max_steps)
-    parser.add_argument("--test-questions", type=int, default=None, help="default: all")
-    parser.add_argument("--generated", type=int, default=300)
-    args = parser.parse_args()
+    parser.add_argument("--steps", type=int, help="default: the recipe's")
+    parser.add_argument("--test-questions", type=int, help="default: all")
+    parser.add_argument("--generated", type=int, help="default: the recipe's")
+    given = {k: v for k, v in vars(parser.parse_args()).items() if v is not None}
     started = time.perf_counter()
     question_model, answer_model = demo_reward_models()
     base_started = time.perf_counter()
@@ -59,11 +59,7 @@ def main() -> int:
         )
         curated[name] = run.curation.kept
         pool = run.curation.scored
-    settings = ComparisonSettings(
-        sft=SFTSettings(max_steps=args.steps),
-        test_questions=args.test_questions,
-        generated_questions=args.generated,
-    )
+    settings = settings_from(Evaluate(**given))
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     result = compare(pool, curated, base, settings, work / "runs", log=log)
     line = {

@@ -24,6 +24,7 @@ from pydantic import (
 from align2.builders.sources import HFDatasetSource, LlavaJsonSource
 from align2.cards.hub_licenses import HUB_LICENSES
 from align2.errors import Align2Error
+from align2.evaluate.sft import SFTSettings
 from align2.rewrite.guards import GuardConfig
 
 SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
@@ -146,7 +147,7 @@ class Evaluate(_Strict):
     on the whole pool; evaluate each on easy-VQA's test split (align2.evaluate.compare)."""
 
     model: str = "tiny-llava"  # a folder or Hub id of an image-text-to-text model
-    steps: int = Field(400, ge=1)  # per run, batches of 16
+    steps: int = Field(SFTSettings.max_steps, ge=1)  # per run
     random_seeds: int = Field(3, ge=1)
     test_questions: int | None = Field(None, ge=1)  # None: all 9,673
     generated: int = Field(300, ge=1)  # greedy answers read for defects

@@ -10,7 +10,7 @@ subsets' mean (points); `defect_ratio` its defect share over theirs.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +20,13 @@ from align2.evaluate.sft import SFTSettings
 
 @dataclass(frozen=True)
 class ComparisonSettings:
-    sft: SFTSettings = field(default_factory=SFTSettings)
-    random_seeds: tuple[int, ...] = (0, 1, 2)
-    test_questions: int | None = None  # None: all 9,673
-    generated_questions: int = 300  # greedy answers read for defects
+    """What a recipe's `evaluate` section (builders.recipe.Evaluate, where the defaults
+    live) asks for, as the runs read it."""
+
+    sft: SFTSettings
+    random_seeds: tuple[int, ...]
+    test_questions: int | None  # None: all 9,673
+    generated_questions: int  # greedy answers read for defects
     max_new_tokens: int = 32
 
 
