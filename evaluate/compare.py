@@ -56,9 +56,13 @@ def random_subset(pool, size: int, seed: int):
 
 
 def _messages(rows):
+    import datasets
+
     from align2.evaluate.sft import messages_dataset
 
-    return messages_dataset(rows["id"], rows["conversations"], rows["image"])
+    # The images pass as stored bytes: decoding them only to encode them again costs time.
+    images = rows.cast_column("image", datasets.Image(decode=False))["image"]
+    return messages_dataset(rows["id"], rows["conversations"], images)
 
 
 def train_and_evaluate(rows, base: str | Path, settings: ComparisonSettings, out: Path) -> dict:
