@@ -16,7 +16,6 @@ identical to an uninterrupted run.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,9 +23,9 @@ import datasets
 import numpy as np
 import torch
 from datasets.fingerprint import Hasher
-from tqdm.auto import tqdm
 
 from align2.builders.schema import FEATURES, GPT, HUMAN
+from align2.builders.shards import map_in_shards
 from align2.reward.backbones import Backbone, load_reward_model, model_fingerprint
 from align2.reward.scoring import score_texts, use_bf16
 from align2.reward.templates import answer_text, question_text
@@ -161,7 +160,6 @@ def score_dataset(
 ) -> datasets.Dataset:
     """`dataset` with the score columns, computed shard by shard into `cache_dir`."""
     cache_dir = Path(cache_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
     scorer = ConversationScorer(config)
     # Batch size and the like change how fast, not what: they stay out of the cache key.
     key = Hasher.hash(
@@ -182,31 +180,22 @@ def score_dataset(
         }
     )
     n_gpus = torch.cuda.device_count()
-    step = config.checkpoint_rows
-    parts = []
-    shards = range(math.ceil(len(dataset) / step))
-    for shard in tqdm(shards, desc="scoring shards", disable=len(shards) < 2):
-        rows = range(shard * step, min(len(dataset), (shard + 1) * step))
-        fingerprint = Hasher.hash([dataset._fingerprint, rows.start, rows.stop, key])
-        parts.append(
-            dataset.select(rows).map(
-                scorer,
-                batched=True,
-                batch_size=config.window,
-                with_rank=True,
-                num_proc=n_gpus if n_gpus > 1 else None,
-                features=features,
-                remove_columns=dataset.column_names,
-                cache_file_name=str(cache_dir / f"scores-{fingerprint}.arrow"),
-                new_fingerprint=fingerprint,
-                desc=f"scoring rows {rows.start}-{rows.stop}",
-            )
-        )
-    columns = list(dataset.column_names) + list(SCORE_FEATURES)
-    if not parts:
+    if not len(dataset):
         every = datasets.Features({**dataset.features, **SCORE_FEATURES})
         return datasets.Dataset.from_dict({name: [] for name in every}, features=every)
-    scores = datasets.concatenate_datasets(parts)
+    scores = map_in_shards(
+        dataset,
+        scorer,
+        features=features,
+        key=key,
+        cache_dir=cache_dir,
+        name="scores",
+        rows_per_shard=config.checkpoint_rows,
+        batch_size=config.window,
+        with_rank=True,
+        num_proc=n_gpus if n_gpus > 1 else None,
+    )
+    columns = list(dataset.column_names) + list(SCORE_FEATURES)
     rows = dataset.remove_columns("conversations") if replaces_answers else dataset
     if rows._indices is not None:  # a selection: column-wise joins need contiguous rows
         rows = rows.flatten_indices(
