@@ -5,6 +5,8 @@ ledger. Every row ends in the `scored` table with its decision and reason: kept,
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,11 +16,23 @@ import numpy as np
 import pyarrow as pa
 from datasets.fingerprint import Hasher
 
+from align2.builders.capabilities import (
+    COLUMN_PREFIX,
+    CapabilityConfig,
+    read_score_files,
+    score_capabilities,
+)
 from align2.builders.dedup import DedupConfig, find_duplicates
 from align2.builders.ledger import Ledger
 from align2.builders.llm_styler import LLMStyler, LLMStylerConfig
-from align2.builders.score import SCORE_FEATURES, ScoringConfig, score_dataset
-from align2.builders.select import Align2Selection, Selection, reason_names, select
+from align2.builders.score import ScoringConfig, score_dataset
+from align2.builders.select import (
+    Align2Selection,
+    Selection,
+    policy_budget,
+    reason_names,
+    select,
+)
 from align2.builders.styler import label_styles
 from align2.errors import Align2Error
 
@@ -36,12 +50,14 @@ class CurationConfig:
     selection: Selection = field(default_factory=Align2Selection)
     dedup: DedupConfig | None = field(default_factory=DedupConfig)  # None: no dedup
     styler: LLMStylerConfig | None = None  # None: the training-free rules (styler.py)
+    capabilities: CapabilityConfig | None = None  # None: no capability scores
 
 
 @dataclass
 class Curation:
     scored: datasets.Dataset  # every valid input row, in input order, with its decision
     ledger: Ledger  # validation's quarantine + dedup + selection: adds up to the input rows
+    selection: dict = field(default_factory=dict)  # the policy, its budget, what it kept
 
     @property
     def kept(self) -> datasets.Dataset:
@@ -56,6 +72,11 @@ def decide(scored: datasets.Dataset, selection: Selection) -> list[str | None]:
     for name in ("question_score", "answer_score"):
         columns[name] = table[name].to_numpy()
     columns["answer_min_score"] = weakest_turn(table["answer_scores"])
+    columns["capabilities"] = {
+        name: table[name].to_numpy(zero_copy_only=False)
+        for name in table.column_names
+        if name.startswith(COLUMN_PREFIX)
+    }
     return reason_names(select(selection, columns))
 
 
@@ -104,8 +125,15 @@ def curate(
     else:
         score = score_dataset
     scored = score(styled.select(unique), config.scoring, Path(work_dir) / "scores")
-    for i, reason in zip(unique, decide(scored, config.selection), strict=True):
+    capabilities = None
+    if config.capabilities is not None:
+        scored, capabilities = _with_capabilities(
+            styled, unique, scored, config.capabilities, validation, Path(work_dir)
+        )
+    decisions = decide(scored, config.selection)
+    for i, reason in zip(unique, decisions, strict=True):
         reasons[i] = reason
+    selection = selection_report(config.selection, decisions, capabilities)
     # Validation "kept" the rows that reached us; from here each ends kept or dropped.
     if validation.kept != len(dataset):
         raise ValueError(
@@ -119,7 +147,43 @@ def curate(
             ledger.drop(reason)
     ledger.check()
     table = _with_decisions(styled, scored, unique, reasons, duplicate_of)
-    return Curation(table, ledger)
+    return Curation(table, ledger, selection)
+
+
+def _with_capabilities(styled, unique, scored, config: CapabilityConfig, validation, work_dir):
+    """`scored` (the `unique` rows of `styled`) with the 14 capability columns, and a report
+    of where they came from."""
+    if config.scores is not None:
+        # Integer `idx` in mmSSR's files are positions in the source: they name pool rows
+        # only when validation quarantined nothing.
+        by_position = validation.n_quarantined == 0
+        columns, counts = read_score_files(config.scores, styled["id"], by_position)
+        for name, values in columns.items():
+            values = values[unique].tolist()
+            scored = scored.add_column(name, values, feature=datasets.Value("float32"))
+        return scored, {"scores": str(config.scores), "per_capability": counts}
+    added = score_capabilities(scored, config, work_dir / "capabilities")
+    scored = datasets.concatenate_datasets([scored.flatten_indices(), added], axis=1)
+    return scored, {"model": config.model, "revision": config.revision, "rows": len(added)}
+
+
+def selection_report(policy: Selection, decisions: list, capabilities: dict | None) -> dict:
+    """What the policy was asked for and what it kept: a budget it could not fill shows as
+    a shortfall (every candidate taken, or every capability's pool empty)."""
+    kept = sum(reason is None for reason in decisions)
+    budget = policy_budget(policy, len(decisions))
+    settings = {  # JSON has no infinities: an open bound is written as text
+        k: v if not isinstance(v, float) or math.isfinite(v) else str(v)
+        for k, v in dataclasses.asdict(policy).items()
+    }
+    return {
+        "policy": {"name": type(policy).__name__, **settings},
+        "scored_rows": len(decisions),
+        "budget": budget,
+        "kept": kept,
+        "shortfall": None if budget is None else budget - kept,
+        "capabilities": capabilities,
+    }
 
 
 def _with_decisions(styled, scored, unique, reasons, duplicate_of) -> datasets.Dataset:
@@ -128,8 +192,9 @@ def _with_decisions(styled, scored, unique, reasons, duplicate_of) -> datasets.D
     scored_rows = set(unique)
     duplicates = [i for i in range(len(reasons)) if i not in scored_rows]
     unscored = styled.select(duplicates)
-    for name, feature in SCORE_FEATURES.items():
-        unscored = unscored.add_column(name, [None] * len(duplicates), feature=feature)
+    for name, feature in scored.features.items():
+        if name not in unscored.column_names:  # what scoring added: null for duplicates
+            unscored = unscored.add_column(name, [None] * len(duplicates), feature=feature)
     rows = datasets.concatenate_datasets([scored, unscored.cast(scored.features)])
     order = unique + duplicates
     decisions = {

@@ -13,7 +13,7 @@ from align2.builders.curate import Curation
 
 CURATED_FILE = "data/train-00000-of-00001.parquet"
 SCORED_FILE = "scored/train-00000-of-00001.parquet"
-LEDGER_FILE, QUALITY_FILE = "ledger.json", "quality.json"
+LEDGER_FILE, QUALITY_FILE, SELECTION_FILE = "ledger.json", "quality.json", "selection.json"
 MODELS_FILE = "models.json"  # the reward models that scored: later stages reuse them
 
 
@@ -49,6 +49,7 @@ def write_curation(
         ),
         "ledger": write_json(curation.ledger.to_dict(), out / LEDGER_FILE),
         "models": write_json(models, out / MODELS_FILE),
+        "selection": write_json(curation.selection, out / SELECTION_FILE),
     }
     if quality is not None:
         paths["quality"] = write_json(quality, out / QUALITY_FILE)

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
+from align2.builders.capabilities import CapabilityConfig
 from align2.builders.curate import KEPT_DECISION, Curation, CurationConfig, curate
 from align2.builders.dedup import DedupConfig
 from align2.builders.llm_styler import LLMStylerConfig
 from align2.builders.output import write_curation
 from align2.builders.quality import quality_report, read_truth
 from align2.builders.score import ScoringConfig
-from align2.builders.select import Selection
+from align2.builders.select import BudgetSelection, Selection
 from align2.builders.sources import Source, load_canonical
 from align2.builders.validate import Quarantine, ValidationConfig
 from align2.errors import Align2Error
@@ -61,9 +62,12 @@ def run_curation(
     styler: LLMStylerConfig | None = None,  # None: the training-free rules
     validation: ValidationConfig = DEFAULT_VALIDATION,
     num_proc: int | None = None,  # processes for validation and dedup; None: every core
+    capabilities: CapabilityConfig | None = None,  # None: no capability scores
 ) -> CurationRun:
     """Models default to the embedded demo reward models (trained once, cached)."""
     num_proc = num_proc or os.cpu_count() or 1
+    if capabilities is not None and not isinstance(selection, BudgetSelection):
+        raise Align2Error("capability scores are read by the `budget` policy only")
     for what, model in (("question model", question_model), ("answer model", answer_model)):
         if model is not None:
             check_model(model, what)
@@ -101,6 +105,7 @@ def run_curation(
         selection=selection,
         dedup=dedup,
         styler=styler,
+        capabilities=capabilities,
     )
     curation = curate(
         dataset, config, out / "work", quarantine.ledger, engine=engine, num_proc=num_proc

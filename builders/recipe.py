@@ -116,10 +116,30 @@ class Selection(_Strict):
     answer_ratio: float | None = Field(None, gt=0, le=1)
     budget: int | None = Field(None, ge=0)
     ratio: float | None = Field(None, gt=0, le=1)
-    candidate_share: float | None = Field(None, gt=0, le=1)  # budget: see BudgetSelection
+    question_share: float | None = Field(None, gt=0, le=1)  # budget: see BudgetSelection
+    candidate_share: float | None = Field(None, gt=0, le=1)
+    threshold: float | None = None  # budget: a capability score must exceed it
     min_score: float | None = None
     k: int | None = Field(None, ge=0)
     seed: int | None = None
+
+
+class Capabilities(_Strict):
+    """mmSSR's 14 capability scores for the `budget` policy: from mmSSR's own output files
+    (`scores`: a folder of `<capability>.jsonl`) or asked of a causal LM (`model`)."""
+
+    scores: Path | None = None
+    model: str | None = None
+    revision: str | None = None
+    batch_size: int = Field(16, ge=1)
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.scores is None) == (self.model is None):
+            raise ValueError("give exactly one of `scores` (a folder) or `model`")
+        if self.revision is not None and self.model is None:
+            raise ValueError("`revision` is a model's: give `model` with it")
+        return self
 
 
 class Styler(_Strict):
@@ -166,6 +186,7 @@ class Recipe(_Strict):
     dedup: Dedup | None = Dedup()
     reward: Reward = Reward()
     styler: Styler | None = None  # None: the training-free rules
+    capabilities: Capabilities | None = None  # None: no capability scores
     selection: Selection = Selection()
     rewrite: Rewrite | None = None
     evaluate: Evaluate | None = None  # None: no downstream comparison
@@ -222,7 +243,13 @@ def load_recipe(path: str | Path, **overrides) -> Recipe:
             shown = "" if isinstance(value, dict) else f" (got {value!r})"
             lines.append(f"  {_field(e)}: {e['msg']}{shown}")
         raise Align2Error(f"recipe {path} is invalid:\n" + "\n".join(lines)) from None
-    resolved = recipe.model_copy(update={"source": _resolve(recipe.source, path.parent.resolve())})
+    base = path.parent.resolve()
+    update = {"source": _resolve(recipe.source, base)}
+    if recipe.capabilities is not None and recipe.capabilities.scores is not None:
+        folder = recipe.capabilities.scores
+        folder = folder if folder.is_absolute() else base / folder
+        update["capabilities"] = recipe.capabilities.model_copy(update={"scores": folder})
+    resolved = recipe.model_copy(update=update)
     resolved._base = path.parent
     return resolved
 

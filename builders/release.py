@@ -17,6 +17,7 @@ import datasets
 import pyarrow.compute as pc
 import yaml
 
+from align2.builders.capabilities import CapabilityConfig
 from align2.builders.curate import KEPT_DECISION
 from align2.builders.dedup import DedupConfig
 from align2.builders.demo_pool import DemoPoolConfig, build_demo_pool, write_demo_pool
@@ -153,6 +154,9 @@ def _build(recipe, recipe_text, target, work: Path, version, command) -> Release
         batch_size=reward.batch_size,
         styler=None if recipe.styler is None else LLMStylerConfig(**recipe.styler.model_dump()),
         validation=ValidationConfig(**recipe.validation.model_dump()),
+        capabilities=None
+        if recipe.capabilities is None
+        else CapabilityConfig(**recipe.capabilities.model_dump()),
     )
     kept = run.curation.kept
     rewrite = None

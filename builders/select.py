@@ -77,27 +77,6 @@ def best(scores: np.ndarray, ids, index: np.ndarray, k: int) -> np.ndarray:
     return np.concatenate([above, at])
 
 
-def rank(
-    scores: np.ndarray, ids, index: np.ndarray | None = None, limit: int | None = None
-) -> np.ndarray:
-    """`index` (default: all rows) ordered best first: score descending, then id ascending;
-    only the best `limit` of them when it is given."""
-    index = np.arange(len(scores)) if index is None else np.asarray(index)
-    if limit is not None:
-        index = best(scores, ids, index, limit)
-    order = index[np.argsort(-scores[index])]
-    ranked = scores[order]
-    same_as_next = ranked[1:] == ranked[:-1]
-    if same_as_next.any():
-        # Only rows whose score is shared need the id comparison (float32 scores of 10M rows
-        # share values in ~13% of rows). Sorted by score, then id: groups stay where they are.
-        rows = np.flatnonzero(np.append(same_as_next, False) | np.insert(same_as_next, 0, False))
-        tied = pa.table({"score": ranked[rows], "id": _strings(ids).take(order[rows])})
-        within = pc.sort_indices(tied, sort_keys=[("score", "descending"), ("id", "ascending")])
-        order[rows] = order[rows][within.to_numpy()]
-    return order
-
-
 def _reasons(n: int, kept: np.ndarray, dropped_reason: int) -> np.ndarray:
     reasons = np.full(n, dropped_reason, dtype=np.int8)
     reasons[kept] = KEPT
@@ -203,75 +182,197 @@ def select_random(ids, config: RandomSelection):
 
 @dataclass(frozen=True)
 class BudgetSelection:
-    """mmSSR's sampler: capabilities round-robin, each gets remaining/num_caps; candidates
-    above `threshold` best first, bucketed by style; bins visited smallest first with quota
-    budget/num_bins, the shortfall carried to the next bin; chosen items leave the pool;
-    repeat until the budget is filled or nothing is left.
+    """mmSSR's sampler behind both reward models' gates.
 
-    Two choices of ours. Candidates are also only the best `candidate_share` of the pool
-    (never fewer than the budget): a scale-free `threshold`, for reward scores that have no
-    absolute meaning. Without it, equal quotas fill a small style bin whatever its rows
-    score, and defects cluster in small bins (markup debris and refusals style as short
-    answers): on the demo pool at 30% the kept set had 0.66x random's defect rate, with the
-    best half 0.2x. And rows rank by their weakest answer turn: one broken turn spoils a
-    training sample however good the others are."""
+    Gates first: per type, only the best `question_share` by question score pass (the
+    question model's cut, as `align2`'s first stage: a well-written answer to a question the
+    image cannot answer never becomes a candidate), and of those only the best
+    `candidate_share` of the pool by `score` (never fewer than the budget): reward scores
+    have no absolute meaning, so a share stands in for mmSSR's threshold. Rows rank by their
+    weakest answer turn: one broken turn spoils a sample however good the others are.
+
+    Then mmSSR's round robin over capabilities (the answer score is the one capability when
+    there are no capability scores): each round gives every capability
+    max(remaining // capabilities, 1); its candidates above `threshold`, best first, are
+    binned by style (a row with several styles sits in each of its bins); bins are visited
+    smallest first with equal quotas max(share // bins, 1), a bin's shortfall carried to the
+    next; chosen rows leave every pool; a capability that returns nothing leaves the round.
+    It stops when the budget is met or nothing is left: the shortfall is then the budget
+    minus the rows kept (mmSSR's loop divides by zero there)."""
 
     budget: int | None = None
     ratio: float | None = None
-    threshold: float = -math.inf
-    candidate_share: float = 0.5  # 1.0: every row above `threshold` is a candidate
-    score: str = "answer_min_score"  # the score column that ranks candidates
+    question_share: float = 0.7  # 1.0: no question cut
+    candidate_share: float = 0.4  # of the pool; 1.0: every question survivor
+    threshold: float = -math.inf  # a capability score must exceed it (mmSSR's `thr`)
+    score: str = "answer_min_score"  # the score column of the answer cut
 
     def __post_init__(self):
         _check_budget(self.budget, self.ratio)
+        _share("question_share", self.question_share)
         _share("candidate_share", self.candidate_share)
 
 
-def select_budget(ids, scores, styles, config: BudgetSelection, capabilities=None):
-    ids, scores = _strings(ids), _array(scores)
+def select_budget(ids, types, question_scores, scores, styles, config: BudgetSelection,
+                  capabilities: dict | None = None):  # fmt: skip
+    """`capabilities`: name -> one score per row (NaN: no score); None or empty: the answer
+    score ranks alone."""
+    ids, q, scores = _strings(ids), _array(question_scores), _array(scores)
     n = len(ids)
     budget = _budget(n, config.budget, config.ratio)
-    styles = _codes(styles)  # integers: every later comparison is cheap
-    above = np.flatnonzero(scores > config.threshold)
-    limit = max(budget, _count(config.candidate_share, n)) if config.candidate_share < 1 else None
-    candidates = rank(scores, ids, above, limit)
-    # Each pool stays ranked best first (a group's members keep their order); taking items
-    # out keeps that order.
-    if capabilities is None:
-        pools = [candidates]
+    reasons = np.full(n, BELOW_QUESTION_CUT, dtype=np.int8)
+    if config.question_share < 1:
+        survivors = [
+            best(q, ids, members, _count(config.question_share, len(members)))
+            for members in _groups(_codes(types))
+        ]
+        survivors = np.concatenate(survivors) if survivors else np.arange(0)
     else:
-        caps = _codes(capabilities)[candidates]
-        pools = [candidates[members] for members in _groups(caps)]
-    chosen: list[np.ndarray] = []
-    filled = 0
-    while filled < budget and any(len(p) for p in pools):
-        live = [i for i, pool in enumerate(pools) if len(pool)]
-        share = max(1, (budget - filled) // len(live))  # fixed for the whole round
-        for cap in live:
-            if filled >= budget:
-                break
-            picked = _fill_by_style(pools[cap], styles, min(share, budget - filled))
-            chosen.append(picked)
-            filled += len(picked)
-            pools[cap] = pools[cap][~np.isin(pools[cap], picked)]
-    reasons = np.full(n, BELOW_THRESHOLD, dtype=np.int8)  # not a candidate
-    reasons[candidates] = OVER_BUDGET
-    if chosen:
-        reasons[np.concatenate(chosen)] = KEPT
+        survivors = np.arange(n)
+    reasons[survivors] = BELOW_ANSWER_CUT
+    limit = max(budget, _count(config.candidate_share, n))
+    candidates = best(scores, ids, survivors, limit) if config.candidate_share < 1 else survivors
+    reasons[candidates] = BELOW_THRESHOLD
+    rankings = list(capabilities.values()) if capabilities else [scores]
+    sampler = _Sampler(ids, candidates, _StyleLabels(styles), rankings, config.threshold)
+    reasons[sampler.eligible()] = OVER_BUDGET
+    reasons[sampler.round_robin(budget)] = KEPT
     return reasons
 
 
-def _fill_by_style(pool: np.ndarray, styles: np.ndarray, share: int) -> np.ndarray:
-    bins = _groups(styles[pool])
-    bins.sort(key=len)  # smallest first; _groups gives label order, so ties stay stable
-    picked: list[np.ndarray] = []
-    taken = 0
-    for bins_left, members in zip(range(len(bins), 0, -1), bins, strict=True):
-        # An equal share of what is left: a small bin's shortfall carries to the next ones.
-        quota = math.ceil((share - taken) / bins_left)
-        picked.append(pool[members[:quota]])
-        taken += len(picked[-1])
-    return np.concatenate(picked) if picked else pool[:0]
+class _StyleLabels:
+    """Each row's styles (mmSSR's styler may give several, comma-separated) as a code per
+    distinct style string and a (codes x labels) membership table."""
+
+    def __init__(self, styles):
+        encoded = pc.dictionary_encode(_strings(styles), null_encoding="encode")
+        combos = [
+            sorted({part.strip() for part in (combo or "").split(",")} - {""})
+            for combo in encoded.dictionary.to_pylist()
+        ]
+        self.labels = sorted({label for combo in combos for label in combo})
+        column = {label: i for i, label in enumerate(self.labels)}
+        self.member = np.zeros((len(combos), len(self.labels)), dtype=bool)
+        for code, combo in enumerate(combos):
+            self.member[code, [column[label] for label in combo]] = True
+        self.codes = encoded.indices.to_numpy()
+
+
+class _Sampler:
+    """mmSSR's round robin over capability pools, in the candidates' own numbering
+    (positions in `candidates`). Each capability's rows per style label are counted as rows
+    leave, not recounted per pick; the k best of a bin are a partition, never a sort of it."""
+
+    def __init__(self, ids, candidates, labels: _StyleLabels, rankings, threshold: float):
+        self.candidates = candidates = np.sort(candidates)  # gathers below read in order
+        self.member = labels.member.astype(np.int64)
+        self.rank = np.empty(len(candidates), dtype=np.int64)  # ties: the smaller id first
+        self.rank[pc.sort_indices(ids.take(pa.array(candidates))).to_numpy()] = np.arange(
+            len(candidates)
+        )
+        self.codes = labels.codes[candidates]
+        per_label = _label_positions(self.codes, labels.member)
+        self.above = np.empty((len(candidates), len(rankings)), dtype=bool)
+        self.bins, counts = [], []
+        for cap, scores in enumerate(rankings):
+            negated = -_array(scores)[candidates].astype(np.float32)  # the best is the least
+            self.above[:, cap] = above = negated < -threshold  # NaN: never
+            np.copyto(negated, np.float32(np.nan), where=~above)  # NaN: not in this pool
+            self.bins.append([_Bin(at, negated, self.rank) for at in per_label])
+            counts.append([np.count_nonzero(above[at]) for at in per_label])
+        # Eligible rows per capability and style label, kept up to date as rows leave.
+        self.counts = np.array(counts)
+        self.alive = np.ones(len(candidates), dtype=bool)  # not chosen yet
+
+    def eligible(self) -> np.ndarray:
+        return self.candidates[self.above.any(axis=1)]
+
+    def choose(self, positions: np.ndarray) -> np.ndarray:
+        """These rows leave every capability's pool."""
+        self.alive[positions] = False
+        codes, flags = self.codes[positions], self.above[positions]
+        for cap in range(len(self.bins)):  # rows per style code, then per label
+            per_code = np.bincount(codes[flags[:, cap]], minlength=len(self.member))
+            self.counts[cap] -= per_code @ self.member
+        return self.candidates[positions]
+
+    def round_robin(self, budget: int) -> np.ndarray:
+        chosen, filled = [], 0
+        live = [cap for cap in range(len(self.bins)) if self.counts[cap].any()]
+        while filled < budget and live:
+            share = max((budget - filled) // len(live), 1)  # fixed for the round
+            dry = []
+            for cap in live:
+                picked = self.pick_by_style(cap, min(share, budget - filled))
+                if not len(picked):
+                    dry.append(cap)
+                chosen.append(picked)
+                filled += len(picked)
+                if filled >= budget:
+                    break
+            live = [cap for cap in live if cap not in dry]
+        return np.concatenate(chosen) if chosen else np.arange(0)
+
+    def pick_by_style(self, cap: int, share: int) -> np.ndarray:
+        """mmSSR's per-capability pick: bins smallest first, equal quotas, debt carried."""
+        counts = self.counts[cap]
+        order = [label for label in np.argsort(counts, kind="stable") if counts[label]]
+        if not order:
+            return np.arange(0)
+        quota, debt, picked, taken = max(share // len(order), 1), 0, [], 0
+        for label in order:
+            if taken >= share:
+                break
+            available = int(counts[label])  # rows chosen from earlier bins are gone
+            take = min(quota + debt, available)
+            debt = max(quota + debt - available, 0)
+            picked.append(self.choose(self.bins[cap][label].best(take, self.alive)))
+            taken += len(picked[-1])
+        return np.concatenate(picked)
+
+
+def _label_positions(codes: np.ndarray, member: np.ndarray) -> list[np.ndarray]:
+    """Positions per style label (a row with several labels is in each)."""
+    groups = {int(codes[g[0]]): g for g in _groups(codes)}
+    empty = np.arange(0)
+    return [  # ascending, so that gathers by them read memory in order
+        np.sort(np.concatenate([groups.get(c, empty) for c in np.flatnonzero(member[:, label])]))
+        for label in range(member.shape[1])
+    ]
+
+
+class _Bin:
+    """One style label's rows in one capability's pool. The best few are kept in order
+    between calls, so a round that wants a handful does not partition the bin again."""
+
+    def __init__(self, positions: np.ndarray, negated: np.ndarray, rank: np.ndarray):
+        # negated: the pool's scores, negated (the best is the smallest), NaN outside it
+        self.positions, self.negated, self.rank = positions, negated, rank
+        self.front, self.complete = positions[:0], False  # best first
+
+    def best(self, k: int, alive: np.ndarray) -> np.ndarray:
+        """The k best alive rows: score descending, then id."""
+        self.front = self.front[alive[self.front]]
+        if len(self.front) < k and not self.complete:
+            values = self.negated[self.positions]
+            values[~alive[self.positions]] = np.nan  # NaN sorts last
+            n = len(values) - int(np.isnan(values).sum())
+            m = min(n, 2 * k + 1024)
+            top = _smallest(values, self.positions, self.rank, m)
+            order = np.lexsort((self.rank[self.positions[top]], values[top]))
+            self.front, self.complete = self.positions[top[order]], m == n
+        taken, self.front = self.front[:k], self.front[k:]
+        return taken
+
+
+def _smallest(values: np.ndarray, positions: np.ndarray, rank: np.ndarray, m: int):
+    """Indices of the m smallest non-NaN values (ties: the smaller rank), in no order."""
+    cut = np.partition(values, m - 1)[m - 1] if m else -np.inf
+    below, at = np.flatnonzero(values < cut), np.flatnonzero(values == cut)
+    need = m - len(below)
+    if need < len(at):  # ties at the cut: the smallest ranks
+        at = at[np.argpartition(rank[positions[at]], need - 1)[:need]] if need else at[:0]
+    return np.concatenate([below, at])
 
 
 Selection = Align2Selection | BudgetSelection | ThresholdSelection | TopKSelection | RandomSelection
@@ -286,7 +387,9 @@ def select(policy: Selection, columns: dict) -> np.ndarray:
         q, a = columns["question_score"], columns["answer_score"]
         return select_align2(ids, columns["type"], q, a, policy)
     if isinstance(policy, BudgetSelection):
-        return select_budget(ids, columns[policy.score], columns["style"], policy)
+        q, types = columns["question_score"], columns["type"]
+        return select_budget(ids, types, q, columns[policy.score], columns["style"], policy,
+                             columns.get("capabilities"))  # fmt: skip
     if isinstance(policy, ThresholdSelection):
         return select_threshold(columns[policy.score], policy)
     if isinstance(policy, TopKSelection):
@@ -294,6 +397,13 @@ def select(policy: Selection, columns: dict) -> np.ndarray:
     if isinstance(policy, RandomSelection):
         return select_random(ids, policy)
     raise TypeError(f"unknown selection policy {policy!r}; known: {', '.join(POLICIES)}")
+
+
+def policy_budget(policy: Selection, n: int) -> int | None:
+    """The rows a budgeted policy is asked to keep out of n (None: the policy has no budget)."""
+    if isinstance(policy, (BudgetSelection, RandomSelection)):
+        return _budget(n, policy.budget, policy.ratio)
+    return None
 
 
 def make_policy(name: str, **options) -> Selection:

@@ -35,9 +35,23 @@ def curate_command(
     answer_ratio: Annotated[float | None, typer.Option(help="align2: stage-2 share.")] = None,
     budget: Annotated[int | None, typer.Option(help="budget/random: rows to keep.")] = None,
     ratio: Annotated[float | None, typer.Option(help="budget/random: share to keep.")] = None,
+    question_share: Annotated[
+        float | None,
+        typer.Option(help="budget: candidates pass this question cut per type (default 0.7)."),
+    ] = None,
     candidate_share: Annotated[
         float | None,
-        typer.Option(help="budget: balance styles among this best share (default 0.5)."),
+        typer.Option(help="budget: ...and are this best share by answer (default 0.4)."),
+    ] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="budget: a capability score must exceed it.")
+    ] = None,
+    capability_scores: Annotated[
+        Path | None,
+        typer.Option(help="budget: mmSSR's capability score files (<capability>.jsonl)."),
+    ] = None,
+    capability_model: Annotated[
+        str | None, typer.Option(help="budget: ask this causal LM mmSSR's capability question.")
     ] = None,
     min_score: Annotated[float | None, typer.Option(help="threshold: minimum score.")] = None,
     k: Annotated[int | None, typer.Option(help="top-k: rows to keep.")] = None,
@@ -68,7 +82,9 @@ def curate_command(
         answer_ratio=answer_ratio,
         budget=budget,
         ratio=ratio,
+        question_share=question_share,
         candidate_share=candidate_share,
+        threshold=threshold,
         min_score=min_score,
         k=k,
         seed=seed,
@@ -91,8 +107,20 @@ def curate_command(
         if style_model is None
         else LLMStylerConfig(model=style_model, trust_remote_code=trust_remote_code),
         validation=ValidationConfig(unique_ids=unique_ids.value),
+        capabilities=_capabilities(capability_scores, capability_model, trust_remote_code),
     )
     typer.echo(result.ledger.table())
     if result.quality is not None:
         typer.echo(json.dumps(result.quality["defect_rate"]["any"]))
+    shortfall = result.curation.selection.get("shortfall")
+    if shortfall:
+        typer.echo(f"the budget was not met: {shortfall} rows short (selection.json)")
     typer.echo(f"outputs: {out}")
+
+
+def _capabilities(scores: Path | None, model: str | None, trust_remote_code: bool):
+    from align2.builders.capabilities import CapabilityConfig
+
+    if scores is None and model is None:
+        return None
+    return CapabilityConfig(scores=scores, model=model, trust_remote_code=trust_remote_code)

@@ -81,33 +81,74 @@ def test_random_is_seeded_and_independent_of_input_order():
         select_random(ids, RandomSelection())
 
 
+def budget(ids, scores, styles, policy, capabilities=None, types=None, question=None):
+    """`select_budget` without the question cut unless a test gives one."""
+    types = types or ["t"] * len(ids)
+    question = question or [0.0] * len(ids)
+    return select_budget(ids, types, question, scores, styles, policy, capabilities)
+
+
 def test_budget_visits_small_style_bins_first_and_carries_shortfall():
-    # 1 "yes/no" item, 2 "comparison", 6 "short description"; budget 6 over 3 bins:
-    # yes/no gets ceil(6/3)=2 but has 1 -> shortfall carried; comparison ceil(5/2)=3 but has 2;
-    # short description takes the remaining 3 (its best three).
+    # 1 "yes/no" row, 2 "comparison", 6 "short description"; budget 6 over 3 bins, quota
+    # 6 // 3 = 2: yes/no has 1 (debt 1), comparison takes min(3, 2) = 2 (debt 1), short
+    # description its best min(3, 6) = 3.
     ids = [f"i{i}" for i in range(9)]
     styles = ["yes/no", "comparison", "comparison"] + ["short description"] * 6
     scores = [0.1, 0.2, 0.3, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4]
-    reasons = select_budget(ids, scores, styles, BudgetSelection(budget=6, candidate_share=1.0))
-    assert kept(ids, reasons) == ["i0", "i1", "i2", "i3", "i4", "i5"]
+    policy = BudgetSelection(budget=6, question_share=1.0, candidate_share=1.0)
+    assert kept(ids, budget(ids, scores, styles, policy)) == ["i0", "i1", "i2", "i3", "i4", "i5"]
+    # Budget 5: quota 5 // 3 = 1 per bin (i0, i2, i3), then a second round of 2 over the two
+    # bins left: i1, i4.
+    policy = BudgetSelection(budget=5, question_share=1.0, candidate_share=1.0)
+    assert kept(ids, budget(ids, scores, styles, policy)) == ["i0", "i1", "i2", "i3", "i4"]
 
 
-def test_budget_round_robins_capabilities_and_respects_the_threshold():
-    ids = [f"i{i}" for i in range(8)]
-    caps = ["ocr"] * 2 + ["spatial"] * 6
-    scores = [0.9, 0.05, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4]
-    styles = ["word/short-phrase"] * 8
-    reasons = select_budget(
-        ids,
-        scores,
-        styles,
-        BudgetSelection(budget=4, threshold=0.1, candidate_share=1.0),
-        capabilities=caps,
-    )
-    # each capability gets 2; ocr has one above the threshold, its shortfall goes to spatial.
-    assert kept(ids, reasons) == ["i0", "i2", "i3", "i4"]
-    assert reason_names(reasons)[1] == "below_threshold"
-    assert reason_names(reasons)[7] == "over_budget"
+CAPABILITY_IDS = list("abcdefgh")
+CAPABILITY_SCORES = {  # mmSSR-style 0-5 ratings; NaN: no score
+    "ocr": [5, 4, 0, 0, np.nan, 0, 0, 0],
+    "spatial": [1, 1, 5, 4, 3, 2, 1, 0],
+}
+CAPABILITY_STYLES = ["yes/no", "yes/no, comparison", "comparison", "short description",
+                     "short description", "yes/no", "comparison", "yes/no"]  # fmt: skip
+
+
+def test_budget_round_robins_capabilities_over_multi_label_styles():
+    ids, styles = CAPABILITY_IDS, CAPABILITY_STYLES
+    caps = {k: np.array(v, dtype=np.float32) for k, v in CAPABILITY_SCORES.items()}
+    policy = BudgetSelection(budget=5, threshold=0, question_share=1.0, candidate_share=1.0)
+    reasons = budget(ids, [0.0] * 8, styles, policy, caps)
+    # Round 1, share 5 // 2 = 2 each. ocr (a, b above 0): bins comparison {b} then yes/no
+    # {a, b}, quota 1: b, then a (b left every bin when chosen). spatial (c-g above 0): bins
+    # yes/no {f}, comparison {c, g}, short description {d, e}, quota max(2 // 3, 1) = 1: f,
+    # then c (its best), and the share is met. Round 2, share max(1 // 2, 1) = 1: ocr has
+    # nothing left and leaves; spatial: comparison {g} is the smaller bin: g, not d (4).
+    assert kept(ids, reasons) == ["a", "b", "c", "f", "g"]
+    names = dict(zip(ids, reason_names(reasons), strict=True))
+    assert names["h"] == "below_threshold" and names["d"] == names["e"] == "over_budget"
+
+
+def test_budget_reports_a_shortfall_when_every_capability_runs_dry():
+    ids, styles = CAPABILITY_IDS, CAPABILITY_STYLES
+    caps = {k: np.array(v, dtype=np.float32) for k, v in CAPABILITY_SCORES.items()}
+    policy = BudgetSelection(budget=8, threshold=0, question_share=1.0, candidate_share=1.0)
+    reasons = budget(ids, [0.0] * 8, styles, policy, caps)
+    # h scores 0 on both: 7 rows can be kept, not 8 (mmSSR's loop divides by zero here).
+    assert kept(ids, reasons) == list("abcdefg")
+
+
+def test_budget_takes_candidates_only_from_the_question_models_cut():
+    ids = [f"r{i}" for i in range(8)]
+    types = ["x"] * 4 + ["y"] * 4
+    question = [0.9, 0.8, 0.1, 0.0, 0.2, 0.7, 0.6, 0.1]
+    answer = [0.1, 0.2, 0.9, 0.9, 0.9, 0.3, 0.4, 0.9]  # fine answers to poor questions
+    policy = BudgetSelection(budget=3, question_share=0.5, candidate_share=0.25)
+    reasons = budget(ids, answer, ["yes/no"] * 8, policy, types=types, question=question)
+    # Per type the best half by question: r0, r1 and r5, r6; the best max(3, 2) of those by
+    # answer are the candidates (r0 is not); one style bin takes them all.
+    assert kept(ids, reasons) == ["r1", "r5", "r6"]
+    names = reason_names(reasons)
+    assert [names[i] for i in (2, 3, 4, 7)] == ["below_question_cut"] * 4
+    assert names[0] == "below_answer_cut"
 
 
 def test_budget_balances_styles_among_the_best_share_only():
@@ -117,15 +158,35 @@ def test_budget_balances_styles_among_the_best_share_only():
     ids = [f"i{i}" for i in range(10)]
     styles = ["yes/no"] * 3 + ["short description"] * 7
     scores = [0.6, 0.1, 0.0, 0.9, 0.8, 0.7, 0.5, 0.4, 0.3, 0.2]
-    policy = BudgetSelection(budget=4)
-    assert kept(ids, select_budget(ids, scores, styles, policy)) == ["i0", "i3", "i4", "i5"]
-    reasons = reason_names(select_budget(ids, scores, styles, policy))
-    assert reasons[1] == "below_threshold" and reasons[6] == "over_budget"
-    balanced = BudgetSelection(budget=4, candidate_share=1.0)  # mmSSR's quotas alone
-    assert kept(ids, select_budget(ids, scores, styles, balanced)) == ["i0", "i1", "i3", "i4"]
+    policy = BudgetSelection(budget=4, question_share=1.0, candidate_share=0.5)
+    assert kept(ids, budget(ids, scores, styles, policy)) == ["i0", "i3", "i4", "i5"]
+    reasons = reason_names(budget(ids, scores, styles, policy))
+    assert reasons[1] == "below_answer_cut" and reasons[6] == "over_budget"
+    balanced = BudgetSelection(budget=4, question_share=1.0, candidate_share=1.0)
+    assert kept(ids, budget(ids, scores, styles, balanced)) == ["i0", "i1", "i3", "i4"]
     # Never fewer candidates than the budget.
-    everything = select_budget(ids, scores, styles, BudgetSelection(budget=8))
+    policy = BudgetSelection(budget=8, question_share=1.0, candidate_share=0.5)
+    everything = budget(ids, scores, styles, policy)
     assert len(kept(ids, everything)) == 8
+
+
+def test_budget_keeps_the_same_rows_whatever_the_input_order():
+    rng = np.random.default_rng(0)
+    n = 2000
+    ids = [f"x{i:05d}" for i in range(n)]
+    styles = [["yes/no", "comparison", "yes/no, comparison", "short description"][i % 4]
+              for i in range(n)]  # fmt: skip
+    caps = {c: rng.integers(0, 6, n).astype(np.float32) for c in ("a", "b", "c")}
+    scores, question = rng.standard_normal(n), rng.standard_normal(n)
+    policy = BudgetSelection(ratio=0.3, threshold=0)
+    first = kept(ids, budget(ids, scores, styles, policy, caps, question=list(question)))
+    assert len(first) == 600
+    order = rng.permutation(n)
+    shuffled = budget(
+        [ids[i] for i in order], scores[order], [styles[i] for i in order], policy,
+        {c: v[order] for c, v in caps.items()}, question=list(question[order]),
+    )  # fmt: skip
+    assert kept([ids[i] for i in order], shuffled) == first
 
 
 @pytest.mark.parametrize(

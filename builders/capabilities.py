@@ -1,0 +1,261 @@
+"""Capability scores: mmSSR's 14 capabilities, one float column per capability, from either
+mmSSR's own output files or a prompted model.
+
+Files: one JSON Lines file per capability in one folder, named after it in snake_case
+(`object_spatial_understanding.jsonl`, ...), lines `{"idx": ..., "pred_response": "4"}`. A
+string `idx` is a row's id; an integer is its position in the validated pool (source order).
+A reply that is not an integer becomes a missing score (NaN), counted in the report; a row
+no file line names is missing too. A missing score keeps a row out of that capability's
+pool only.
+
+A prompted scorer: any causal LM (Hub id, folder, `.gguf`) is asked mmSSR's question per
+capability after the sample, and the score is the expected value of its next-token
+probabilities over "0".."5": one forward pass, no generation. The sample is the prompts'
+shared beginning, so `option_probabilities` encodes it once per row and reuses its KV cache
+for the 14 short endings. There is no embedded default: no small model here rates
+helpfulness usefully (SmolLM2-135M's ratings barely move from row to row). Text only: a VLM
+scorer (mmSSR's own `mengyaolyu/mmssr-7b-scorer`) is not read yet; run it with mmSSR's
+code and ingest its files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import numpy as np
+from datasets.fingerprint import Hasher
+
+from align2.builders.schema import GPT, HUMAN, IMAGE_TOKEN
+from align2.builders.shards import map_in_shards
+from align2.errors import Align2Error
+
+CAPABILITIES = (
+    "object spatial understanding",
+    "attribute identification",
+    "logical deduction",
+    "scene understanding",
+    "fine-grained recognition",
+    "language generation",
+    "in-context learning",
+    "comparative analysis",
+    "activity recognition",
+    "causal reasoning",
+    "humanities",
+    "stem knowledge",
+    "data understanding",
+    "optical character recognition",
+)
+COLUMN_PREFIX = "capability_"
+QUESTION = (
+    "On a scale of 0 to 5, how do you rate the helpfulness of the VQA instance in training a "
+    "Multimodal Large Language Model for {capability}?"
+)
+RATINGS = tuple(str(n) for n in range(6))
+SYSTEM = "You rate visual question-answering samples. Reply with one digit."
+PROMPT_FORMAT = 1  # bump when the prompt changes: cached scores stop matching
+
+
+def snake(capability: str) -> str:
+    return capability.replace("-", "_").replace(" ", "_")
+
+
+def column(capability: str) -> str:
+    """The scored table's column for a capability."""
+    return COLUMN_PREFIX + snake(capability)
+
+
+COLUMNS = tuple(column(c) for c in CAPABILITIES)
+FEATURES = {name: datasets.Value("float32") for name in COLUMNS}
+
+
+@dataclass(frozen=True)
+class CapabilityConfig:
+    """Exactly one of `scores` (mmSSR's output folder) or `model` (a prompted scorer)."""
+
+    scores: Path | None = None
+    model: str | None = None
+    revision: str | None = None
+    trust_remote_code: bool = False
+    batch_size: int = 16  # rows per map batch: speed only, not in the cache key
+    checkpoint_rows: int = 512  # rows per cached shard: the unit a killed run resumes from
+
+    def __post_init__(self):
+        if (self.scores is None) == (self.model is None):
+            raise Align2Error("capabilities: give exactly one of a scores folder or a model")
+
+
+def read_score_files(folder: str | Path, ids: list[str], by_position: bool = True):
+    """(columns, report) for the validated pool whose row ids are `ids`, in source order.
+    `by_position`: whether an integer `idx` may name a row by its position (not when
+    validation quarantined rows: positions in the pool and in the source then differ).
+    Columns: column name -> float32 scores (NaN: missing). Report per capability: scored,
+    missing, not_an_integer, unknown_idx."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise Align2Error(f"capability scores: {folder} is not a folder")
+    found = [c for c in CAPABILITIES if (folder / f"{snake(c)}.jsonl").is_file()]
+    if not found:
+        names = ", ".join(f"{snake(c)}.jsonl" for c in CAPABILITIES[:2])
+        raise Align2Error(f"capability scores: {folder} holds none of mmSSR's files ({names}, ...)")
+    by_id = {row_id: row for row, row_id in enumerate(ids)}
+    columns, report = {}, {}
+    for capability in found:
+        path = folder / f"{snake(capability)}.jsonl"
+        scores = np.full(len(ids), np.nan, dtype=np.float32)
+        counts = {"not_an_integer": 0, "unknown_idx": 0}
+        seen: set = set()
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                idx, reply = _parse_line(line, path, number)
+                if idx in seen:
+                    raise Align2Error(f"{path}:{number}: idx {idx!r} appears twice")
+                seen.add(idx)
+                if isinstance(idx, int) and not by_position:
+                    raise Align2Error(
+                        f"{path}:{number}: an integer idx is a position in the source, and "
+                        "validation quarantined rows, so positions no longer match: key the "
+                        "files by row id"
+                    )
+                if isinstance(idx, str):
+                    row = by_id.get(idx)
+                else:
+                    row = idx if 0 <= idx < len(ids) else None
+                if row is None:
+                    counts["unknown_idx"] += 1
+                    continue
+                rating = _rating(reply)
+                if rating is None:
+                    counts["not_an_integer"] += 1
+                else:
+                    scores[row] = rating
+        columns[column(capability)] = scores
+        scored = int(np.count_nonzero(~np.isnan(scores)))
+        report[capability] = {"scored": scored, "missing": len(ids) - scored, **counts}
+    if all(r["scored"] == 0 for r in report.values()):
+        raise Align2Error(
+            f"capability scores in {folder} name none of the pool's rows: `idx` must be a row "
+            "id (a string) or its position in the validated pool (an integer)"
+        )
+    return columns, report
+
+
+def _parse_line(line: str, path: Path, number: int):
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise Align2Error(f"{path}:{number}: not JSON ({err.msg})") from None
+    if not isinstance(record, dict) or "idx" not in record or "pred_response" not in record:
+        raise Align2Error(f'{path}:{number}: expected {{"idx": ..., "pred_response": ...}}')
+    idx = record["idx"]
+    if isinstance(idx, bool) or not isinstance(idx, (str, int)):
+        raise Align2Error(f"{path}:{number}: idx must be a string id or an integer position")
+    return idx, record["pred_response"]
+
+
+def _rating(reply) -> int | None:
+    """mmSSR's int(reply): an integer, or a string that is one; anything else is missing."""
+    if isinstance(reply, bool):
+        return None
+    if isinstance(reply, int):
+        return reply
+    if isinstance(reply, float):
+        return int(reply) if math.isfinite(reply) and reply.is_integer() else None
+    if isinstance(reply, str):
+        try:
+            return int(reply)
+        except ValueError:
+            return None
+    return None
+
+
+def sample_text(conversations: list[dict]) -> str:
+    """The sample as mmSSR shows it to its scorer: `Question: ...` / `Answer: ...` lines."""
+    lines = []
+    for turn in conversations:
+        text = turn["value"].replace(IMAGE_TOKEN, "").strip()
+        if turn["from"] == HUMAN:
+            lines.append(f"Question: {text}")
+        elif turn["from"] == GPT:
+            lines.append(f"Answer: {text}")
+    return "\n".join(lines)
+
+
+def capability_prompts(conversations: list[dict]) -> list[str]:
+    """The 14 questions for one sample: the sample first, so all 14 share it as a prefix."""
+    sample = sample_text(conversations)
+    return [f"{sample}\n\n{QUESTION.format(capability=c)}" for c in CAPABILITIES]
+
+
+class PromptedScorer:
+    """`datasets.map(batched=True)` transform adding the 14 capability columns."""
+
+    def __init__(self, config: CapabilityConfig):
+        from align2.rewrite.generation import LLM
+
+        self.config = config
+        self.fingerprint = LLM(config.model, config.revision, config.trust_remote_code).fingerprint
+        self._llm = None
+
+    @property
+    def identity(self) -> str:
+        """What the scores depend on: the model and the prompt."""
+        config = self.config
+        model = (config.model, config.revision, config.trust_remote_code, self.fingerprint)
+        return Hasher.hash([PROMPT_FORMAT, model, SYSTEM, QUESTION, CAPABILITIES])
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_llm"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _llm=None)
+
+    def _load(self):
+        from align2.rewrite.generation import LLM
+
+        if self._llm is None:
+            self._llm = LLM(self.config.model, self.config.revision, self.config.trust_remote_code)
+            _, tokenizer = self._llm.load()
+            first = {tokenizer(r, add_special_tokens=False)["input_ids"][0] for r in RATINGS}
+            if len(first) != len(RATINGS):
+                raise Align2Error(
+                    f"{self.config.model}: the ratings 0-5 do not start with distinct tokens, "
+                    "so its reply cannot be read as a rating"
+                )
+        return self._llm
+
+    def __call__(self, batch: dict) -> dict:
+        from align2.rewrite.generation import option_probabilities
+
+        llm = self._load()
+        values = np.arange(len(RATINGS), dtype=np.float64)
+        scores = {name: [] for name in COLUMNS}
+        for turns in batch["conversations"]:  # one row's 14 prompts: one shared prefix
+            prompts = [llm.chat(SYSTEM, p) for p in capability_prompts(turns)]
+            expected = option_probabilities(llm, prompts, RATINGS, len(prompts)) @ values
+            for name, value in zip(COLUMNS, expected.tolist(), strict=True):
+                scores[name].append(value)
+        return scores
+
+
+def score_capabilities(
+    dataset: datasets.Dataset, config: CapabilityConfig, cache_dir: str | Path
+) -> datasets.Dataset:
+    """The 14 capability columns for `dataset`'s rows from the prompted model, in cached
+    shards (a killed run resumes; an unchanged step loads)."""
+    scorer = PromptedScorer(config)
+    return map_in_shards(
+        dataset,
+        scorer,
+        features=datasets.Features(FEATURES),
+        key=scorer.identity,
+        cache_dir=cache_dir,
+        name="capabilities",
+        rows_per_shard=config.checkpoint_rows,
+        batch_size=config.batch_size,
+    )
