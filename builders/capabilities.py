@@ -3,7 +3,8 @@ mmSSR's own output files or a prompted model.
 
 Files: one JSON Lines file per capability in one folder, named after it in snake_case
 (`object_spatial_understanding.jsonl`, ...), lines `{"idx": ..., "pred_response": "4"}`. A
-string `idx` is a row's id; an integer is its position in the validated pool (source order).
+string `idx` is a row's id; an integer is its position in the source. mmSSR's `style.jsonl`
+beside them, when there, gives the rows it names their styles (comma-separated).
 A reply that is not an integer becomes a missing score (NaN), counted in the report; a row
 no file line names is missing too. A missing score keeps a row out of that capability's
 pool only.
@@ -88,12 +89,16 @@ class CapabilityConfig:
             raise Align2Error("capabilities: give exactly one of a scores folder or a model")
 
 
+STYLE_FILE = "style.jsonl"  # mmSSR's styler output beside the scores: styles, comma-separated
+
+
 def read_score_files(folder: str | Path, ids: list[str], by_position: bool = True):
-    """(columns, report) for the validated pool whose row ids are `ids`, in source order.
-    `by_position`: whether an integer `idx` may name a row by its position (not when
+    """(columns, styles, report) for the validated pool whose row ids are `ids`, in source
+    order. `by_position`: whether an integer `idx` may name a row by its position (not when
     validation quarantined rows: positions in the pool and in the source then differ).
-    Columns: column name -> float32 scores (NaN: missing). Report per capability: scored,
-    missing, not_an_integer, unknown_idx."""
+    Columns: column name -> float32 scores (NaN: missing). Styles: each row's styles from
+    `style.jsonl` when the folder has one (None: not named there). Report per file: scored,
+    missing, not_an_integer (scores only), unknown_idx."""
     folder = Path(folder)
     if not folder.is_dir():
         raise Align2Error(f"capability scores: {folder} is not a folder")
@@ -101,13 +106,54 @@ def read_score_files(folder: str | Path, ids: list[str], by_position: bool = Tru
     if not found:
         names = ", ".join(f"{snake(c)}.jsonl" for c in CAPABILITIES[:2])
         raise Align2Error(f"capability scores: {folder} holds none of mmSSR's files ({names}, ...)")
-    by_id = {row_id: row for row, row_id in enumerate(ids)}
+    lines = _Lines(ids, by_position)
     columns, report = {}, {}
     for capability in found:
-        path = folder / f"{snake(capability)}.jsonl"
         scores = np.full(len(ids), np.nan, dtype=np.float32)
-        counts = {"not_an_integer": 0, "unknown_idx": 0}
-        seen: set = set()
+        not_an_integer = 0
+        for row, reply in lines.read(folder / f"{snake(capability)}.jsonl"):
+            rating = _rating(reply)
+            if rating is None:
+                not_an_integer += 1
+            else:
+                scores[row] = rating
+        columns[column(capability)] = scores
+        scored = int(np.count_nonzero(~np.isnan(scores)))
+        report[capability] = {
+            "scored": scored,
+            "missing": len(ids) - scored,
+            "not_an_integer": not_an_integer,
+            "unknown_idx": lines.unknown,
+        }
+    if all(r["scored"] == 0 for r in report.values()):
+        raise Align2Error(
+            f"capability scores in {folder} name none of the pool's rows: `idx` must be a row "
+            "id (a string) or its position in the source (an integer)"
+        )
+    styles = None
+    if (folder / STYLE_FILE).is_file():
+        styles = [None] * len(ids)
+        for row, reply in lines.read(folder / STYLE_FILE):
+            parts = dict.fromkeys(p.strip() for p in str(reply).split(","))  # ordered, unique
+            styles[row] = ", ".join(p for p in parts if p) or None
+        named = sum(s is not None for s in styles)
+        report["style"] = {
+            "scored": named,
+            "missing": len(ids) - named,
+            "unknown_idx": lines.unknown,
+        }
+    return columns, styles, report
+
+
+class _Lines:
+    """Reads one mmSSR output file as (row, reply) pairs, counting lines naming no row."""
+
+    def __init__(self, ids: list[str], by_position: bool):
+        self.by_id = {row_id: row for row, row_id in enumerate(ids)}
+        self.n, self.by_position, self.unknown = len(ids), by_position, 0
+
+    def read(self, path: Path):
+        self.unknown, seen = 0, set()
         with open(path, encoding="utf-8") as f:
             for number, line in enumerate(f, 1):
                 if not line.strip():
@@ -116,33 +162,20 @@ def read_score_files(folder: str | Path, ids: list[str], by_position: bool = Tru
                 if idx in seen:
                     raise Align2Error(f"{path}:{number}: idx {idx!r} appears twice")
                 seen.add(idx)
-                if isinstance(idx, int) and not by_position:
+                if isinstance(idx, int) and not self.by_position:
                     raise Align2Error(
                         f"{path}:{number}: an integer idx is a position in the source, and "
                         "validation quarantined rows, so positions no longer match: key the "
                         "files by row id"
                     )
                 if isinstance(idx, str):
-                    row = by_id.get(idx)
+                    row = self.by_id.get(idx)
                 else:
-                    row = idx if 0 <= idx < len(ids) else None
+                    row = idx if 0 <= idx < self.n else None
                 if row is None:
-                    counts["unknown_idx"] += 1
-                    continue
-                rating = _rating(reply)
-                if rating is None:
-                    counts["not_an_integer"] += 1
+                    self.unknown += 1
                 else:
-                    scores[row] = rating
-        columns[column(capability)] = scores
-        scored = int(np.count_nonzero(~np.isnan(scores)))
-        report[capability] = {"scored": scored, "missing": len(ids) - scored, **counts}
-    if all(r["scored"] == 0 for r in report.values()):
-        raise Align2Error(
-            f"capability scores in {folder} name none of the pool's rows: `idx` must be a row "
-            "id (a string) or its position in the validated pool (an integer)"
-        )
-    return columns, report
+                    yield row, reply
 
 
 def _parse_line(line: str, path: Path, number: int):

@@ -66,6 +66,11 @@ class Curation:
 
 def decide(scored: datasets.Dataset, selection: Selection) -> list[str | None]:
     """Reason per scored row (None: kept), from the selection policy."""
+    return reason_names(select(selection, selection_columns(scored)))
+
+
+def selection_columns(scored: datasets.Dataset) -> dict:
+    """The columns selection policies read, from a scored table."""
     # Arrow format honours an indices mapping (a select/shuffle); `.data` would not.
     table = scored.with_format("arrow")
     columns = {name: table[name] for name in ("id", "type", "style")}  # strings stay in Arrow
@@ -77,7 +82,7 @@ def decide(scored: datasets.Dataset, selection: Selection) -> list[str | None]:
         for name in table.column_names
         if name.startswith(COLUMN_PREFIX)
     }
-    return reason_names(select(selection, columns))
+    return columns
 
 
 def weakest_turn(answer_scores: pa.ChunkedArray) -> np.ndarray:
@@ -157,11 +162,17 @@ def _with_capabilities(styled, unique, scored, config: CapabilityConfig, validat
         # Integer `idx` in mmSSR's files are positions in the source: they name pool rows
         # only when validation quarantined nothing.
         by_position = validation.n_quarantined == 0
-        columns, counts = read_score_files(config.scores, styled["id"], by_position)
+        columns, styles, counts = read_score_files(config.scores, styled["id"], by_position)
         for name, values in columns.items():
             values = values[unique].tolist()
             scored = scored.add_column(name, values, feature=datasets.Value("float32"))
-        return scored, {"scores": str(config.scores), "per_capability": counts}
+        if styles is not None:  # mmSSR's styler's labels where it gave some, else ours
+            ours = scored["style"]
+            labels = [styles[i] or own for i, own in zip(unique, ours, strict=True)]
+            scored = scored.remove_columns("style").add_column(
+                "style", labels, feature=datasets.Value("string")
+            )
+        return scored, {"scores": str(config.scores), "per_file": counts}
     added = score_capabilities(scored, config, work_dir / "capabilities")
     scored = datasets.concatenate_datasets([scored.flatten_indices(), added], axis=1)
     return scored, {"model": config.model, "revision": config.revision, "rows": len(added)}

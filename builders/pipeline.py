@@ -11,11 +11,17 @@ from pathlib import Path
 import numpy as np
 
 from align2.builders.capabilities import CapabilityConfig
-from align2.builders.curate import KEPT_DECISION, Curation, CurationConfig, curate
+from align2.builders.curate import (
+    KEPT_DECISION,
+    Curation,
+    CurationConfig,
+    curate,
+    selection_columns,
+)
 from align2.builders.dedup import DedupConfig
 from align2.builders.llm_styler import LLMStylerConfig
 from align2.builders.output import write_curation
-from align2.builders.quality import quality_report, read_truth
+from align2.builders.quality import quality_report, read_truth, tradeoff_report
 from align2.builders.score import ScoringConfig
 from align2.builders.select import BudgetSelection, Selection
 from align2.builders.sources import Source, load_canonical
@@ -114,7 +120,9 @@ def run_curation(
     if truth is not None:
         scored = curation.scored.filter(lambda s: s is not None, input_columns="answer_score")
         kept = np.asarray(scored["decision"][:]) == KEPT_DECISION
-        quality = quality_report(scored["id"], kept, read_truth(truth))
+        facts = read_truth(truth)
+        quality = quality_report(scored["id"], kept, facts)
+        quality["tradeoff"] = tradeoff_report(selection_columns(scored), facts)
     models = {
         "question_model": question_model,
         "question_revision": question_revision,

@@ -1,5 +1,7 @@
 """Quality report: when ground truth exists (the demo pool's truth.jsonl), the defect rate of
-the kept set against `random` at the same budget, overall and per defect kind.
+the kept set against `random` at the same budget, overall and per defect kind; and the
+trade-off curve: every policy's kept defect rate at budgets of 5-50% (mmSSR's table is one
+slice of it).
 
 `random` is the mean over many seeded draws: one draw of ~100 rows from a pool whose defect
 kinds each hit ~4% of rows is too noisy to compare against.
@@ -8,12 +10,23 @@ kinds each hit ~4% of rows is too noisy to compare against.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from align2.builders.select import KEPT, RandomSelection, select_random
+from align2.builders.select import (
+    KEPT,
+    Align2Selection,
+    BudgetSelection,
+    RandomSelection,
+    Selection,
+    TopKSelection,
+    rows_at_share,
+    select,
+    select_random,
+)
 
 RANDOM_DRAWS = 200
 
@@ -66,3 +79,47 @@ def quality_report(
             for kind in kept_rates
         },
     }
+
+
+TRADEOFF_BUDGETS = (0.05, 0.1, 0.2, 0.3, 0.5)
+
+
+def tradeoff_policies(budget: float, n: int) -> dict[str, Selection]:
+    """Each policy at a share of the pool: `align2` with equal stage shares (their product is
+    the budget), `budget` with its default gates, `top-k` by answer score."""
+    stage = math.sqrt(budget)
+    return {
+        "align2": Align2Selection(question_ratio=stage, answer_ratio=stage),
+        "budget": BudgetSelection(ratio=budget),
+        "top-k": TopKSelection(k=rows_at_share(budget, n)),
+    }
+
+
+def tradeoff_report(columns: dict, truth: dict[str, list[str]]) -> dict:
+    """Rows kept and their defect rate at budgets of 5-50% of the scored rows, per policy,
+    against `random`'s expected rate (the pool's: every row is equally likely)."""
+    ids = _strings_of(columns["id"])
+    defective = np.array([bool(truth[i]) for i in ids])
+    base = float(defective.mean()) if len(ids) else 0.0
+    curves: dict[str, list[dict]] = {}
+    for budget in TRADEOFF_BUDGETS:
+        for name, policy in tradeoff_policies(budget, len(ids)).items():
+            kept = select(policy, columns) == KEPT
+            rate = float(defective[kept].mean()) if kept.any() else 0.0
+            curves.setdefault(name, []).append(
+                {
+                    "budget": budget,
+                    "kept": int(kept.sum()),
+                    "defect_rate": round(rate, 4),
+                    "ratio": round(rate / base, 4) if base else None,
+                }
+            )
+    return {
+        "budgets": list(TRADEOFF_BUDGETS),
+        "random_defect_rate": round(base, 4),
+        "policies": curves,
+    }
+
+
+def _strings_of(values) -> list[str]:
+    return values.to_pylist() if hasattr(values, "to_pylist") else [str(v) for v in values]

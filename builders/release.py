@@ -31,7 +31,12 @@ from align2.builders.sources import LlavaJsonSource, Source
 from align2.builders.targets import RELEASE_FILE, HubTarget, LocalHub, bump_patch
 from align2.builders.transaction import checkpoint, file_lock
 from align2.builders.validate import ValidationConfig
-from align2.cards.dataset_card import CardInputs, plot_scores, render_dataset_card
+from align2.cards.dataset_card import (
+    CardInputs,
+    plot_scores,
+    plot_tradeoff,
+    render_dataset_card,
+)
 from align2.rewrite.truth import read_image_facts, rewrite_truth_report
 
 FIRST_VERSION = "0.1.0"
@@ -204,6 +209,8 @@ def _build(recipe, recipe_text, target, work: Path, version, command) -> Release
         export(kept, recipe.output.formats, release / "exports")
         columns = scored.select_columns(["question_score", "answer_score", "decision"])
         plot_scores(columns.to_dict(), release / "assets" / "scores.png")
+        if run.quality is not None:
+            plot_tradeoff(run.quality["tradeoff"], release / "assets" / "tradeoff.png")
         card = render_dataset_card(
             CardInputs(
                 repo_id=target.repo_id(recipe.name),

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,13 +27,13 @@ KEPT, BELOW_QUESTION_CUT, BELOW_ANSWER_CUT, BELOW_THRESHOLD, OVER_BUDGET = range
 POLICIES = ("align2", "budget", "threshold", "top-k", "random")
 
 
-def _count(ratio: float, n: int) -> int:
+def rows_at_share(ratio: float, n: int) -> int:
     """round(ratio * n), halves up (Python's round() is banker's rounding)."""
     return int(math.floor(ratio * n + 0.5))
 
 
 def _budget(n: int, budget: int | None, ratio: float | None) -> int:
-    return min(n, budget if budget is not None else _count(ratio, n))
+    return min(n, budget if budget is not None else rows_at_share(ratio, n))
 
 
 def _share(name: str, value: float) -> None:
@@ -123,9 +125,9 @@ def select_align2(ids, types, question_scores, answer_scores, config: Align2Sele
     ids, q, a = _strings(ids), _array(question_scores), _array(answer_scores)
     reasons = np.full(len(ids), BELOW_QUESTION_CUT, dtype=np.int8)
     for members in _groups(_codes(types)):
-        survivors = best(q, ids, members, _count(config.question_ratio, len(members)))
+        survivors = best(q, ids, members, rows_at_share(config.question_ratio, len(members)))
         reasons[survivors] = BELOW_ANSWER_CUT
-        kept = best(a, ids, survivors, _count(config.answer_ratio, len(survivors)))
+        kept = best(a, ids, survivors, rows_at_share(config.answer_ratio, len(survivors)))
         reasons[kept] = KEPT
     return reasons
 
@@ -213,8 +215,9 @@ class BudgetSelection:
         _share("candidate_share", self.candidate_share)
 
 
-def select_budget(ids, types, question_scores, scores, styles, config: BudgetSelection,
-                  capabilities: dict | None = None):  # fmt: skip
+def select_budget(
+    ids, types, question_scores, scores, styles, config: BudgetSelection, capabilities=None
+):
     """`capabilities`: name -> one score per row (NaN: no score); None or empty: the answer
     score ranks alone."""
     ids, q, scores = _strings(ids), _array(question_scores), _array(scores)
@@ -223,14 +226,14 @@ def select_budget(ids, types, question_scores, scores, styles, config: BudgetSel
     reasons = np.full(n, BELOW_QUESTION_CUT, dtype=np.int8)
     if config.question_share < 1:
         survivors = [
-            best(q, ids, members, _count(config.question_share, len(members)))
+            best(q, ids, members, rows_at_share(config.question_share, len(members)))
             for members in _groups(_codes(types))
         ]
         survivors = np.concatenate(survivors) if survivors else np.arange(0)
     else:
         survivors = np.arange(n)
     reasons[survivors] = BELOW_ANSWER_CUT
-    limit = max(budget, _count(config.candidate_share, n))
+    limit = max(budget, rows_at_share(config.candidate_share, n))
     candidates = best(scores, ids, survivors, limit) if config.candidate_share < 1 else survivors
     reasons[candidates] = BELOW_THRESHOLD
     rankings = list(capabilities.values()) if capabilities else [scores]
@@ -272,14 +275,17 @@ class _Sampler:
         )
         self.codes = labels.codes[candidates]
         per_label = _label_positions(self.codes, labels.member)
-        self.above = np.empty((len(candidates), len(rankings)), dtype=bool)
-        self.bins, counts = [], []
-        for cap, scores in enumerate(rankings):
+
+        def pool(scores):  # numpy releases the GIL here: capabilities build side by side
             negated = -_array(scores)[candidates].astype(np.float32)  # the best is the least
-            self.above[:, cap] = above = negated < -threshold  # NaN: never
+            above = negated < -threshold  # NaN: never
             np.copyto(negated, np.float32(np.nan), where=~above)  # NaN: not in this pool
-            self.bins.append([_Bin(at, negated, self.rank) for at in per_label])
-            counts.append([np.count_nonzero(above[at]) for at in per_label])
+            counts = [np.count_nonzero(above[at]) for at in per_label]
+            return above, [_Bin(at, negated, self.rank) for at in per_label], counts
+
+        with ThreadPoolExecutor(os.cpu_count()) as threads:
+            above, self.bins, counts = zip(*threads.map(pool, rankings), strict=True)
+        self.above = np.column_stack(above)  # (rows, capabilities)
         # Eligible rows per capability and style label, kept up to date as rows leave.
         self.counts = np.array(counts)
         self.alive = np.ones(len(candidates), dtype=bool)  # not chosen yet

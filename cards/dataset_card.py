@@ -198,6 +198,30 @@ def validate_card(text: str) -> None:
             raise ValueError(f"dataset card config {config!r} needs config_name and data_files")
 
 
+def plot_tradeoff(tradeoff: dict, path: Path) -> Path:
+    """Kept defect rate against the budget, one line per policy, `random` flat."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, ax = plt.subplots(figsize=(5.5, 3.2))
+    budgets = [b * 100 for b in tradeoff["budgets"]]
+    for name, curve in tradeoff["policies"].items():
+        ax.plot(budgets, [p["defect_rate"] for p in curve], marker="o", label=name)
+    random_rate = tradeoff["random_defect_rate"]
+    ax.axhline(random_rate, color="#888888", linestyle="--", label="random")
+    ax.set_xlabel("budget (% of scored rows)")
+    ax.set_ylabel("defect rate of kept rows")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=7)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=80, metadata={"Software": None})
+    plt.close(figure)
+    return path
+
+
 def plot_scores(scored_rows: dict, path: Path) -> Path:
     """Histograms of question and answer scores, kept rows against all, the cut marked."""
     import matplotlib

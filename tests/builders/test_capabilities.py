@@ -7,6 +7,7 @@ import datasets
 import numpy as np
 import pytest
 import torch
+from helpers import canonical_dataset, run_align2
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from align2.builders.capabilities import (
@@ -23,7 +24,6 @@ from align2.builders.capabilities import (
 )
 from align2.builders.styler import style_of
 from align2.errors import Align2Error
-from tests.helpers import canonical_dataset, run_align2
 
 
 def write_scores(folder, capability, lines):
@@ -62,6 +62,8 @@ def test_mmssr_files_drive_budget_curation(tmp_path, small_pool, tiny_models):
     write_scores(scores, attribute, lines)
     for capability in others:  # every row rated 0: no candidate for these capabilities
         write_scores(scores, capability, [{"idx": r["id"], "pred_response": 0} for r in rows])
+    # mmSSR's styler's labels, where it gave some, replace the rules' (a3 compares).
+    (scores / "style.jsonl").write_text(json.dumps({"idx": a3[1], "pred_response": "comparison"}))
     out = tmp_path / "out"
     result = run_align2(
         "curate", "--llava-json", small_pool / "llava_pool.json",
@@ -74,13 +76,16 @@ def test_mmssr_files_drive_budget_curation(tmp_path, small_pool, tiny_models):
     scored = datasets.load_dataset("parquet", data_files=str(out / "scored/*.parquet"))["train"]
     assert set(COLUMNS) <= set(scored.column_names)
     kept = sorted(i for i, d in zip(scored["id"], scored["decision"], strict=True) if d == "kept")
-    # Round 1, share 4 // 2 = 2 for each capability with candidates: spatial takes its best
-    # two (a1, a2); attribute's best, a1, is gone, so it takes b1, b2.
-    assert kept == sorted(rid for _, rid in (a1, a2, b1, b2))
+    # Round 1, share 4 // 2 = 2 for each capability with candidates. Spatial: bins
+    # comparison {a3} and yes/no {a1, a2}, quota 1 each: a3, a1. Attribute: its best, a1, is
+    # gone; b1, b2.
+    assert kept == sorted(rid for _, rid in (a1, a3, b1, b2))
+    assert scored[scored["id"].index(a3[1])]["style"] == "comparison"
     report = json.loads((out / "selection.json").read_text())
     assert (report["budget"], report["kept"], report["shortfall"]) == (4, 4, 0)
-    counts = report["capabilities"]["per_capability"][attribute]
-    assert counts["not_an_integer"] == 1 and counts["unknown_idx"] == 1
+    counts = report["capabilities"]["per_file"]
+    assert counts[attribute]["not_an_integer"] == 1 and counts[attribute]["unknown_idx"] == 1
+    assert counts["style"]["scored"] == 1
     by_id = dict(zip(scored["id"], scored[column(attribute)], strict=True))
     assert by_id[b1[1]] == 5.0
     if rows[7]["id"] in by_id:  # scored, not dropped as a duplicate
@@ -101,7 +106,7 @@ def test_score_files_problems_are_one_line_errors(tmp_path):
     write_scores(tmp_path / "s", CAPABILITIES[0], [{"idx": 1, "pred_response": 1}])
     with pytest.raises(Align2Error, match="validation quarantined rows"):
         read_score_files(tmp_path / "s", ids, by_position=False)
-    columns, report = read_score_files(tmp_path / "s", ids)
+    columns, styles, report = read_score_files(tmp_path / "s", ids)
     scores = columns[column(CAPABILITIES[0])]
     assert np.isnan(scores[0]) and scores[1] == 1
     assert report[CAPABILITIES[0]] == {"scored": 1, "missing": 1, "not_an_integer": 0,

@@ -2,6 +2,7 @@
 validated, `datasets.load_dataset` on the published folder, idempotent rebuilds, and a build
 killed mid-way that leaves the previous version untouched."""
 
+import json
 import os
 import signal
 import subprocess
@@ -62,6 +63,12 @@ def test_release_loads_validates_and_a_rebuild_publishes_nothing(tmp_path, tiny_
     assert [c["config_name"] for c in card.data.configs] == ["default", "scored"]
     assert "<script>" not in card_text and "&lt;script&gt;" in card_text
     assert first.content_hash in card_text and (repo / "assets" / "scores.png").is_file()
+    # The trade-off curve: a plot, and a table that shows quality.json's figures.
+    tradeoff = json.loads((repo / "quality.json").read_text())["tradeoff"]
+    assert (repo / "assets" / "tradeoff.png").is_file()
+    at_30 = [curve[3] for curve in tradeoff["policies"].values()]
+    row = "| 30% |" + "".join(f" {p['kept']}, {p['defect_rate']:.4f} |" for p in at_30)
+    assert row in card_text
 
     second = _build(recipe, tmp_path)
     assert not second.published and second.content_hash == first.content_hash
@@ -157,8 +164,6 @@ def test_a_release_from_llava_files_and_one_from_a_dataset_name_their_sources(
 
 
 def test_a_build_with_a_float_tiff_exports_it(tmp_path, tiny_models, tiny_lm):
-    import json
-
     import numpy as np
     from PIL import Image
 
