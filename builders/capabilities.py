@@ -229,48 +229,21 @@ class PromptedScorer:
     """`datasets.map(batched=True)` transform adding the 14 capability columns."""
 
     def __init__(self, config: CapabilityConfig):
-        from align2.rewrite.generation import LLM
+        from align2.rewrite.generation import OptionReader
 
-        self.config = config
-        self.fingerprint = LLM(config.model, config.revision, config.trust_remote_code).fingerprint
-        self._llm = None
+        self.reader = OptionReader(config.model, config.revision, config.trust_remote_code, RATINGS)
 
     @property
     def identity(self) -> str:
         """What the scores depend on: the model and the prompt."""
-        config = self.config
-        model = (config.model, config.revision, config.trust_remote_code, self.fingerprint)
-        return Hasher.hash([PROMPT_FORMAT, model, SYSTEM, QUESTION, CAPABILITIES])
-
-    def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "_llm"}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state, _llm=None)
-
-    def _load(self):
-        from align2.rewrite.generation import LLM
-
-        if self._llm is None:
-            self._llm = LLM(self.config.model, self.config.revision, self.config.trust_remote_code)
-            _, tokenizer = self._llm.load()
-            first = {tokenizer(r, add_special_tokens=False)["input_ids"][0] for r in RATINGS}
-            if len(first) != len(RATINGS):
-                raise Align2Error(
-                    f"{self.config.model}: the ratings 0-5 do not start with distinct tokens, "
-                    "so its reply cannot be read as a rating"
-                )
-        return self._llm
+        return Hasher.hash([PROMPT_FORMAT, self.reader.identity, SYSTEM, QUESTION, CAPABILITIES])
 
     def __call__(self, batch: dict) -> dict:
-        from align2.rewrite.generation import option_probabilities
-
-        llm = self._load()
         values = np.arange(len(RATINGS), dtype=np.float64)
         scores = {name: [] for name in COLUMNS}
         for turns in batch["conversations"]:  # one row's 14 prompts: one shared prefix
-            prompts = [llm.chat(SYSTEM, p) for p in capability_prompts(turns)]
-            expected = option_probabilities(llm, prompts, RATINGS, len(prompts)) @ values
+            prompts = capability_prompts(turns)
+            expected = self.reader.probabilities(SYSTEM, prompts, len(prompts)) @ values
             for name, value in zip(COLUMNS, expected.tolist(), strict=True):
                 scores[name].append(value)
         return scores

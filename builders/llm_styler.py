@@ -24,8 +24,7 @@ from datasets.fingerprint import Hasher
 
 from align2.builders.schema import GPT, HUMAN, IMAGE_TOKEN
 from align2.builders.styler import STYLES
-from align2.errors import Align2Error
-from align2.rewrite.generation import LLM, option_probabilities
+from align2.rewrite.generation import OptionReader
 
 # What each style means, as the prompt tells the model (mmSSR's names, in STYLES' order).
 STYLE_MEANINGS = {
@@ -75,40 +74,18 @@ class LLMStyler:
 
     def __init__(self, config: LLMStylerConfig):
         self.config = config
-        self.fingerprint = LLM(config.model, config.revision, config.trust_remote_code).fingerprint
-        self._llm = None
+        self.reader = OptionReader(config.model, config.revision, config.trust_remote_code, LABELS)
 
     @property
     def identity(self) -> str:
         """What the labels depend on: the model and the prompt."""
-        config = self.config
-        model = (config.model, config.revision, config.trust_remote_code, self.fingerprint)
-        return Hasher.hash([model, SYSTEM, style_prompt([])])  # the prompt names every style
-
-    def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "_llm"}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state, _llm=None)
-
-    def _load(self) -> LLM:
-        if self._llm is None:
-            self._llm = LLM(self.config.model, self.config.revision, self.config.trust_remote_code)
-            _, tokenizer = self._llm.load()
-            first = {tokenizer(label, add_special_tokens=False)["input_ids"][0] for label in LABELS}
-            if len(first) != len(LABELS):
-                raise Align2Error(
-                    f"{self.config.model}: the style numbers 1-{len(LABELS)} do not start with "
-                    "distinct tokens, so its reply cannot be read as a style"
-                )
-        return self._llm
+        return Hasher.hash([self.reader.identity, SYSTEM, style_prompt([])])  # names every style
 
     def __call__(self, batch: dict) -> dict:
-        llm = self._load()
-        prompts = [llm.chat(SYSTEM, style_prompt(turns)) for turns in batch["conversations"]]
+        prompts = [style_prompt(turns) for turns in batch["conversations"]]
         order = np.argsort([len(p) for p in prompts], kind="stable")  # less padding per batch
-        probabilities = option_probabilities(
-            llm, [prompts[i] for i in order], LABELS, self.config.batch_size
+        probabilities = self.reader.probabilities(
+            SYSTEM, [prompts[i] for i in order], self.config.batch_size
         )
         styles = [""] * len(prompts)
         for row, best in zip(order, probabilities.argmax(axis=1), strict=True):

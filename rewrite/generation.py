@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 from align2.embedded import SMOLLM2, smollm2_model_path, smollm2_tokenizer_path
+from align2.errors import Align2Error
 from align2.reward.backbones import model_fingerprint
 from align2.reward.scoring import use_bf16
 
@@ -273,6 +274,48 @@ def option_probabilities(
         chosen = torch.log_softmax(logits, dim=-1)[:, option_ids]
         probabilities[start : start + len(batch)] = torch.softmax(chosen, dim=-1).cpu().numpy()
     return probabilities
+
+
+class OptionReader:
+    """A causal LM asked to reply with one of a few options (labels, digits): loaded on first
+    use, pickled as its identity only (so `datasets` fingerprints a transform holding it),
+    and refused at load when the options do not start with distinct tokens."""
+
+    def __init__(self, name: str, revision: str | None, trust_remote_code: bool, options):
+        self.name, self.revision, self.trust_remote_code = name, revision, trust_remote_code
+        self.options = tuple(options)
+        self.fingerprint = LLM(name, revision, trust_remote_code).fingerprint
+        self._llm: LLM | None = None
+
+    @property
+    def identity(self) -> tuple:
+        """What its readings depend on, besides the prompts."""
+        return (self.name, self.revision, self.trust_remote_code, self.fingerprint, self.options)
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_llm"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _llm=None)
+
+    def llm(self) -> LLM:
+        if self._llm is None:
+            llm = LLM(self.name, self.revision, self.trust_remote_code)
+            _, tokenizer = llm.load()
+            first = {tokenizer(o, add_special_tokens=False)["input_ids"][0] for o in self.options}
+            if len(first) != len(self.options):
+                raise Align2Error(
+                    f"{self.name}: the options {', '.join(self.options)} do not start with "
+                    "distinct tokens, so its reply cannot be read as one of them"
+                )
+            self._llm = llm
+        return self._llm
+
+    def probabilities(self, system: str, prompts: list[str], batch_size: int) -> np.ndarray:
+        """P(each option) per prompt, asked in the model's chat template after `system`."""
+        llm = self.llm()
+        chats = [llm.chat(system, prompt) for prompt in prompts]
+        return option_probabilities(llm, chats, self.options, batch_size)
 
 
 @torch.inference_mode()

@@ -42,6 +42,17 @@ def test_bad_recipes_fail_before_any_work_naming_the_field(tmp_path):
     path.write_text("name: x\nsource: {}\n")
     with pytest.raises(Align2Error, match="give exactly one of `demo_pool`, `llava` or `dataset`"):
         load_recipe(path)
+    path.write_text("name: x\nsource: {demo_pool: {}}\ncapabilities: {scores: s, model: m}\n")
+    with pytest.raises(Align2Error, match="capabilities: Value error, give exactly one of"):
+        load_recipe(path)
+
+
+def test_a_recipes_capability_folder_is_relative_to_the_recipe(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("name: x\nsource: {demo_pool: {}}\ncapabilities: {scores: mmssr}\n")
+    recipe = load_recipe(path)
+    assert recipe.capabilities.scores == tmp_path.resolve() / "mmssr"
+    assert recipe.as_written()["capabilities"]["scores"] == "mmssr"  # as the card shows it
 
 
 def test_release_loads_validates_and_a_rebuild_publishes_nothing(tmp_path, tiny_models, tiny_lm):
