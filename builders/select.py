@@ -348,26 +348,31 @@ def _label_positions(codes: np.ndarray, member: np.ndarray) -> list[np.ndarray]:
 
 
 class _Bin:
-    """One style label's rows in one capability's pool. The best few are kept in order
-    between calls, so a round that wants a handful does not partition the bin again."""
+    """One style label's rows in one capability's pool. The next best few are kept between
+    calls (as a set: the k best of them are a partition), so a round that wants a handful
+    does not partition the whole bin again."""
 
     def __init__(self, positions: np.ndarray, negated: np.ndarray, rank: np.ndarray):
         # negated: the pool's scores, negated (the best is the smallest), NaN outside it
         self.positions, self.negated, self.rank = positions, negated, rank
-        self.front, self.complete = positions[:0], False  # best first
+        self.front, self.complete = positions[:0], False
 
     def best(self, k: int, alive: np.ndarray) -> np.ndarray:
-        """The k best alive rows: score descending, then id."""
+        """The k best alive rows (score descending, then id), in no order."""
         self.front = self.front[alive[self.front]]
         if len(self.front) < k and not self.complete:
             values = self.negated[self.positions]
             values[~alive[self.positions]] = np.nan  # NaN sorts last
             n = len(values) - int(np.isnan(values).sum())
-            m = min(n, 2 * k + 1024)
-            top = _smallest(values, self.positions, self.rank, m)
-            order = np.lexsort((self.rank[self.positions[top]], values[top]))
-            self.front, self.complete = self.positions[top[order]], m == n
-        taken, self.front = self.front[:k], self.front[k:]
+            m = min(n, k + k // 4 + 1024)
+            self.front = self.positions[_smallest(values, self.positions, self.rank, m)]
+            self.complete = m == n
+        if k >= len(self.front):
+            taken, self.front = self.front, self.front[:0]
+            return taken
+        chosen = np.zeros(len(self.front), dtype=bool)
+        chosen[_smallest(self.negated[self.front], self.front, self.rank, k)] = True
+        taken, self.front = self.front[chosen], self.front[~chosen]
         return taken
 
 
