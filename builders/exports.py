@@ -25,7 +25,6 @@ from PIL import Image
 from align2.builders.output import write_parquet
 from align2.builders.schema import GPT, IMAGE_TOKEN
 
-FORMATS = ("llava_json", "messages")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 

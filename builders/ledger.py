@@ -1,7 +1,6 @@
 """The ledger: every input row ends kept, dropped (with a reason) or quarantined (with a reason).
 
-Counts are data: ledgers from stages or shards merge by addition, and `check` proves they
-add up before anything is published.
+Counts are data, and `check` proves they add up before anything is published.
 """
 
 from __future__ import annotations
@@ -28,14 +27,6 @@ class Ledger:
     def quarantine(self, reason: str, n: int = 1) -> None:
         self.total += n
         self.quarantined[reason] += n
-
-    def __add__(self, other: Ledger) -> Ledger:
-        return Ledger(
-            total=self.total + other.total,
-            kept=self.kept + other.kept,
-            dropped=self.dropped + other.dropped,
-            quarantined=self.quarantined + other.quarantined,
-        )
 
     @property
     def n_dropped(self) -> int:

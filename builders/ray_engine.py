@@ -44,8 +44,6 @@ def score_with_ray(
     dataset: datasets.Dataset,
     config: ScoringConfig,
     work_dir: str | Path,
-    *,
-    actors: int | None = None,
 ) -> datasets.Dataset:
     """`dataset` with the score columns, computed on Ray (a local instance if none runs)."""
     try:
@@ -68,7 +66,7 @@ def score_with_ray(
         fn_constructor_args=(config, dataset.features),
         batch_size=config.window,
         batch_format="pyarrow",
-        concurrency=actors or max(1, gpus),
+        concurrency=max(1, gpus),
         num_gpus=1 if gpus else None,
     )
     table = pa.concat_tables(scored.iter_batches(batch_format="pyarrow", batch_size=None))

@@ -204,7 +204,7 @@ class BudgetSelection:
 
     budget: int | None = None
     ratio: float | None = None
-    question_share: float = 0.7  # 1.0: no question cut
+    question_share: float = 0.8  # 1.0: no question cut
     candidate_share: float = 0.4  # of the pool; 1.0: every question survivor
     threshold: float = -math.inf  # a capability score must exceed it (mmSSR's `thr`)
     score: str = "answer_min_score"  # the score column of the answer cut

@@ -1,9 +1,9 @@
 """`tiny-vlm`: a small vision-language sequence classifier, trained from scratch on a CPU.
 
 Why this shape and not a tiny LLaVA (SigLIP ViT + Llama): from scratch on 2 cores, a ViT
-with 8x8 patches learned colour in about a minute but shape and yes/no only slowly
-(DESIGN.md, "Tiny VLM facts"). A convolutional stem has the locality prior that shapes need,
-so it learns them in seconds; its 4x4 feature map becomes 16 image tokens that are prepended
+with 8x8 patches learned colour in about a minute but shape and yes/no only slowly. A
+convolutional stem has the locality prior that shapes need, so it learns them in seconds;
+its 4x4 feature map becomes 16 image tokens that are prepended
 to the text (early fusion, as LLaVA does), and a small bidirectional transformer reads the
 hidden state h at the last non-pad token. With early fusion alone the vision stem got almost
 no gradient (fact pairs stayed at chance for 6 minutes: the text-only optimum is a saddle),

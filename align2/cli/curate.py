@@ -37,11 +37,11 @@ def curate_command(
     ratio: Annotated[float | None, typer.Option(help="budget/random: share to keep.")] = None,
     question_share: Annotated[
         float | None,
-        typer.Option(help="budget: candidates pass this question cut per type (default 0.7)."),
+        typer.Option(help="budget: candidates pass this question cut per type."),
     ] = None,
     candidate_share: Annotated[
         float | None,
-        typer.Option(help="budget: ...and are this best share by answer (default 0.4)."),
+        typer.Option(help="budget: ...and are this best share of the pool by answer."),
     ] = None,
     threshold: Annotated[
         float | None, typer.Option(help="budget: a capability score must exceed it.")
