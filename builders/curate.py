@@ -35,6 +35,7 @@ from align2.builders.select import (
 )
 from align2.builders.styler import label_styles
 from align2.errors import Align2Error
+from align2.progress import stage_bar
 
 KEPT_DECISION, DROPPED_DECISION = "kept", "dropped"
 DECISION_FEATURES = {
@@ -111,14 +112,19 @@ def curate(
     in `num_proc` processes."""
     if engine not in ENGINES:
         raise Align2Error(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
-    if config.styler is None:
-        styled = dataset.map(label_styles, batched=True, desc="styling")
-    else:  # small map batches: the progress bar moves with the model's forward passes
-        styler = LLMStyler(config.styler)
-        fingerprint = Hasher.hash([dataset._fingerprint, styler.identity])
-        styled = dataset.map(
-            styler, batched=True, batch_size=64, new_fingerprint=fingerprint, desc="styling (LLM)"
-        )
+    with stage_bar():
+        if config.styler is None:
+            styled = dataset.map(label_styles, batched=True, desc="styling")
+        else:  # small map batches: the progress bar moves with the model's forward passes
+            styler = LLMStyler(config.styler)
+            fingerprint = Hasher.hash([dataset._fingerprint, styler.identity])
+            styled = dataset.map(
+                styler,
+                batched=True,
+                batch_size=64,
+                new_fingerprint=fingerprint,
+                desc="styling (LLM)",
+            )
     if config.dedup is not None:
         dedup = find_duplicates(styled, config.dedup, num_proc=num_proc)
         reasons, duplicate_of = dedup.reasons, dedup.duplicate_of

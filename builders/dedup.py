@@ -36,6 +36,7 @@ from datasketch import LeanMinHash, MinHash, MinHashLSH
 from PIL import Image
 
 from align2.builders.schema import IMAGE_TOKEN
+from align2.progress import stage_bar
 
 DUPLICATE_EXACT = "duplicate_exact"
 NEAR_DUPLICATE_TEXT = "near_duplicate_text"
@@ -165,14 +166,15 @@ def find_duplicates(
     image read, a perceptual hash and a MinHash per row) runs in `num_proc` processes; the
     matching, in row order, in this one."""
     undecoded = dataset.cast_column("image", datasets.Image(decode=False))
-    hashes = undecoded.map(
-        fingerprint_batch,
-        batched=True,
-        fn_kwargs={"num_perm": config.num_perm, "seed": config.seed},
-        remove_columns=undecoded.column_names,
-        num_proc=num_proc if num_proc > 1 and len(dataset) >= PARALLEL_ROWS else None,
-        desc="dedup: hashing",
-    )
+    with stage_bar():
+        hashes = undecoded.map(
+            fingerprint_batch,
+            batched=True,
+            fn_kwargs={"num_perm": config.num_perm, "seed": config.seed},
+            remove_columns=undecoded.column_names,
+            num_proc=num_proc if num_proc > 1 and len(dataset) >= PARALLEL_ROWS else None,
+            desc="dedup: hashing",
+        )
     ids = dataset["id"]
     reasons: list[str | None] = [None] * len(ids)
     duplicate_of: list[str | None] = [None] * len(ids)

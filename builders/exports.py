@@ -24,6 +24,7 @@ from PIL import Image
 
 from align2.builders.output import write_parquet
 from align2.builders.schema import GPT, IMAGE_TOKEN
+from align2.progress import stage_bar
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -138,13 +139,14 @@ def export_messages(dataset: datasets.Dataset, out: Path) -> Path:
         }
 
     rows = dataset.cast_column("image", datasets.Image(decode=False))
-    converted = rows.map(
-        convert,
-        batched=True,
-        remove_columns=rows.column_names,
-        features=MESSAGE_FEATURES,
-        desc="messages export",
-    )
+    with stage_bar():
+        converted = rows.map(
+            convert,
+            batched=True,
+            remove_columns=rows.column_names,
+            features=MESSAGE_FEATURES,
+            desc="messages export",
+        )
     return write_parquet(converted, Path(out) / "train-00000-of-00001.parquet")
 
 

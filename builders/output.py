@@ -10,6 +10,7 @@ import datasets
 from datasets.table import embed_table_storage
 
 from align2.builders.curate import Curation
+from align2.progress import stage_bar
 
 CURATED_FILE = "data/train-00000-of-00001.parquet"
 SCORED_FILE = "scored/train-00000-of-00001.parquet"
@@ -21,9 +22,10 @@ def write_parquet(dataset: datasets.Dataset, path: Path, *, embed_images: bool =
     """One Parquet file; image files are read into the rows when `embed_images`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if embed_images:
-        dataset = dataset.with_format("arrow").map(
-            embed_table_storage, batched=True, desc="embedding images"
-        )
+        with stage_bar():
+            dataset = dataset.with_format("arrow").map(
+                embed_table_storage, batched=True, desc="embedding images"
+            )
         dataset = dataset.with_format(None)
     dataset.to_parquet(str(path))
     return path

@@ -12,6 +12,8 @@ import datasets
 from datasets.fingerprint import Hasher
 from tqdm.auto import tqdm
 
+from align2.progress import stage_bar
+
 
 def map_in_shards(
     dataset: datasets.Dataset,
@@ -35,8 +37,8 @@ def map_in_shards(
     for shard in tqdm(shards, desc=f"{name} shards", disable=len(shards) < 2):
         rows = range(shard * rows_per_shard, min(len(dataset), (shard + 1) * rows_per_shard))
         fingerprint = Hasher.hash([dataset._fingerprint, rows.start, rows.stop, key])
-        parts.append(
-            dataset.select(rows).map(
+        with stage_bar():
+            part = dataset.select(rows).map(
                 function,
                 batched=True,
                 batch_size=batch_size,
@@ -47,7 +49,7 @@ def map_in_shards(
                 desc=f"{name} rows {rows.start}-{rows.stop}",
                 **map_options,
             )
-        )
+        parts.append(part)
     if not parts:
         return datasets.Dataset.from_dict({n: [] for n in features}, features=features)
     return datasets.concatenate_datasets(parts)

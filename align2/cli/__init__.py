@@ -7,6 +7,7 @@ import typer
 from align2 import __version__
 from align2.cli import build, curate, demo, evaluate, reward, rewrite, validate
 from align2.errors import Align2Error
+from align2.progress import quiet_bookkeeping
 
 app = typer.Typer(
     name="align2",
@@ -39,6 +40,7 @@ def _root(
 
 
 def main() -> None:
+    quiet_bookkeeping()
     try:
         app()
     except Align2Error as err:

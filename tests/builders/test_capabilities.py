@@ -73,6 +73,10 @@ def test_mmssr_files_drive_budget_curation(tmp_path, small_pool, tiny_models):
         "--threshold", 0, "--capability-scores", scores,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+    # One bar per stage's pass over the rows, none for datasets' bookkeeping around them.
+    assert "scores rows 0-" in result.stderr and "styling" in result.stderr
+    for bookkeeping in ("Flattening the indices", "Filter", "Casting", "Creating parquet"):
+        assert bookkeeping not in result.stderr
     scored = datasets.load_dataset("parquet", data_files=str(out / "scored/*.parquet"))["train"]
     assert set(COLUMNS) <= set(scored.column_names)
     kept = sorted(i for i, d in zip(scored["id"], scored["decision"], strict=True) if d == "kept")
