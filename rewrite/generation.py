@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ from align2.embedded import SMOLLM2, smollm2_model_path, smollm2_tokenizer_path
 from align2.errors import Align2Error
 from align2.reward.backbones import model_fingerprint
 from align2.reward.scoring import use_bf16
+from align2.rewrite.precision import generation_precision
 
 # Bump when the way a batch is computed changes its bfloat16 text (2: the shared prefix is
 # encoded once; float32 text is unchanged, bf16 rounding differs in ~6% of outputs): a cache
@@ -39,7 +40,7 @@ class GenerationConfig:
     top_p: float = 0.9
     seed: int = 0  # sampling seed (per batch, from the batch's prompts)
     batch_size: int = 8  # speed only: not part of the cache key
-    bf16: str = "auto"  # "auto": bfloat16 where the hardware has it natively (GPU or CPU)
+    bf16: str = "auto"  # "auto": decided per machine and model (rewrite/precision.py)
 
     def cache_fields(self) -> dict:
         fields = asdict(self)
@@ -222,6 +223,8 @@ def generate(
     """Texts for `prompts` (in order): cached ones read, the rest generated in batches sorted
     by (budget, prompt length) and cached batch by batch. `budgets` caps new tokens per
     prompt (at most config.max_new_tokens): no batch runs longer than its members need."""
+    if config.bf16 == "auto":  # decided before any key: the precision changes the text
+        config = replace(config, bf16=generation_precision(llm, "auto").setting)
     limit = config.max_new_tokens
     budgets = [min(b, limit) for b in budgets] if budgets else [limit] * len(prompts)
     keys = [

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import datasets
@@ -35,6 +35,7 @@ from align2.rewrite.generation import (
     option_probabilities,
 )
 from align2.rewrite.guards import ACCEPTED, GuardConfig, check_rewrite
+from align2.rewrite.precision import generation_precision
 
 REVIEWED_OUT, UNCHANGED, SKIPPED = "reviewed_out", "unchanged", "skipped"
 REWRITE_FEATURES = {
@@ -125,6 +126,9 @@ def rewrite_conversations(
     measured on them (`inner_llm_nll`, `answer_reward`). `images_of` gives the answer
     reward model its images, read only for the rows it scores."""
     llm = llm or LLM(config.model, config.revision, config.trust_remote_code)
+    precision = generation_precision(llm, config.generation.bf16)
+    generation = replace(config.generation, bf16=precision.setting)  # decided once
+    config = replace(config, generation=generation)
     turns = _turns(conversations, config.rewrite_questions)
     rewrites = _generate_rewrites(llm, turns, config, cache)
     decisions = [
@@ -139,7 +143,7 @@ def rewrite_conversations(
         )
         for turn, rewrite in zip(turns, rewrites, strict=True)
     ]
-    measures = {}
+    measures = {"precision": {"bf16": precision.bf16, "reason": precision.reason}}
     if config.answer_model is not None:
         measures["answer_reward"] = _guard_reward_drop(
             turns, rewrites, decisions, config, images_of

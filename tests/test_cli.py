@@ -160,6 +160,8 @@ def test_curate_then_rewrite(tmp_path, small_pool, tiny_models, tiny_lm):
     assert json.loads((out / "models.json").read_text())["answer_model"] == str(tiny_models[1])
     assert report["answer_reward"]["model"] == str(tiny_models[1])
     assert report["inner_llm_nll"]["all_answers"]["turns"] > 0
+    # Which precision generated, and why (asked for, the hardware, or a cached measurement).
+    assert isinstance(report["precision"]["bf16"], bool) and report["precision"]["reason"]
 
 
 def test_curate_names_a_bad_policy(tmp_path, small_pool):
