@@ -63,7 +63,7 @@ def run_curation(
     dedup: DedupConfig | None = DEFAULT_DEDUP,  # None: no dedup
     truth: Path | None = None,
     engine: str = "local",
-    batch_size: int = 64,
+    batch_size: int = ScoringConfig.batch_size,
     trust_remote_code: bool = False,
     styler: LLMStylerConfig | None = None,  # None: the training-free rules
     validation: ValidationConfig = DEFAULT_VALIDATION,

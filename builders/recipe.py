@@ -21,7 +21,11 @@ from pydantic import (
     model_validator,
 )
 
+from align2.builders.capabilities import CapabilityConfig
+from align2.builders.llm_styler import LLMStylerConfig
+from align2.builders.score import ScoringConfig
 from align2.builders.sources import HFDatasetSource, LlavaJsonSource
+from align2.builders.validate import ValidationConfig
 from align2.cards.hub_licenses import HUB_LICENSES
 from align2.errors import Align2Error
 from align2.evaluate.sft import SFTSettings
@@ -90,7 +94,7 @@ class Source(_Strict):
 
 
 class Validation(_Strict):
-    max_image_pixels: int = 4096 * 4096
+    max_image_pixels: int = ValidationConfig.max_image_pixels
     # "derive": a repeated id (LLaVA's image ids) gets a derived key; "strict": quarantined.
     unique_ids: Literal["derive", "strict"] = "derive"
 
@@ -107,7 +111,7 @@ class Reward(_Strict):
     answer_model: str = "demo"
     question_revision: str | None = None
     answer_revision: str | None = None
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(ScoringConfig.batch_size, ge=1)
 
 
 class Selection(_Strict):
@@ -131,7 +135,7 @@ class Capabilities(_Strict):
     scores: Path | None = None
     model: str | None = None
     revision: str | None = None
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(CapabilityConfig.batch_size, ge=1)
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -147,7 +151,7 @@ class Styler(_Strict):
 
     model: str  # a causal LM that can follow the instruction (SmolLM2-135M cannot)
     revision: str | None = None
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(LLMStylerConfig.batch_size, ge=1)
 
 
 class Rewrite(_Strict):
