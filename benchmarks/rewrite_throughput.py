@@ -4,9 +4,10 @@ batched `model.generate` on the same batches (pre-tokenised, no cache, no bookke
 Model: the embedded SmolLM2-135M-Instruct, greedy. All use the rewriter's per-prompt token
 budgets (the most a rewrite may have and still pass the length guard).
 
-The rewriter runs in bfloat16 where the hardware has it natively (`bf16="auto"`: GPUs, and
-CPUs with AVX512-BF16 or AMX); the per-sample baseline is the plain loop in float32, as a
-user would write it. `per_sample_same_precision_s` isolates what batching alone buys, and
+The rewriter runs in the precision `rewrite.precision` decides (`bf16="auto"`: bfloat16 on
+GPUs that have it, and on CPUs with bfloat16 instructions only where a cached probe found it
+faster); the per-sample baseline is the plain loop in float32, as a user would write it.
+`per_sample_same_precision_s` isolates what batching alone buys, and
 the raw batched run uses the rewriter's precision (`raw_batched_fp32_s`: the same batches in
 float32, what bfloat16 buys). Ours also encodes the prompts' shared beginning (system prompt,
 chat markup, instructions) once per batch: raw `generate` re-encodes it for every row.
@@ -22,9 +23,9 @@ import numpy as np
 import torch
 
 from align2.builders.demo_pool import DemoPoolConfig, build_demo_pool
-from align2.reward.scoring import use_bf16
 from align2.rewrite.generation import LLM, GenerationConfig, generate, generate_batch
 from align2.rewrite.guards import GuardConfig
+from align2.rewrite.precision import generation_precision
 from align2.rewrite.rewriter import _turns, render, token_budget
 
 PROMPTS, TARGET_SPEEDUP, TARGET_VS_RAW = 64, 4.0, 0.9
@@ -82,7 +83,8 @@ def main() -> int:
     generate_batch(llm, prompts[:2], GenerationConfig(max_new_tokens=4))  # load
     # Warm-up at the real batch shapes: whichever batched run came first paid ~2 s of kernel
     # set-up (raw first 13.4 s vs ours 11.5 s; the other way round ours was the slower one).
-    bf16 = use_bf16(CONFIG.bf16, on_cpu=True)
+    precision = generation_precision(llm, CONFIG.bf16)
+    bf16 = precision.bf16
     raw_seconds(llm, prompts, budgets, CONFIG.batch_size, bf16=bf16)
     per_sample = raw_seconds(llm, prompts, budgets, batch_size=1, bf16=False)
     per_sample_same = raw_seconds(llm, prompts, budgets, batch_size=1, bf16=bf16)
@@ -104,6 +106,7 @@ def main() -> int:
                 "batch_size": CONFIG.batch_size,
                 "max_new_tokens": CONFIG.max_new_tokens,
                 "bf16": bf16,
+                "precision_reason": precision.reason,
                 "per_sample_s": round(per_sample, 2),
                 "per_sample_same_precision_s": round(per_sample_same, 2),
                 "batching_only_speedup": round(per_sample_same / ours, 2),
