@@ -183,10 +183,11 @@ def _duplicate(text: str, rng: random.Random) -> str | None:
     return "\n".join(lines[: i + 1] + [lines[i]] + lines[i + 1 :])
 
 
+CORRUPTIONS = {"shuffle": _shuffle, "crop": _crop, "duplicate": _duplicate}  # duplicate: questions
+
+
 def corrupt(text: str, kind: str, rng: random.Random) -> tuple[str, str] | None:
-    methods = {"shuffle": _shuffle, "crop": _crop}
-    if kind == QUESTION:
-        methods["duplicate"] = _duplicate
+    methods = {k: f for k, f in CORRUPTIONS.items() if kind == QUESTION or k != "duplicate"}
     name = rng.choice(sorted(methods))
     corrupted = methods[name](text, rng)
     return (corrupted, name) if corrupted and corrupted != text else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from align2 import __version__
-from align2.cli import build, curate, demo, evaluate, reward, rewrite, validate
+from align2.cli import annotate, build, curate, demo, evaluate, reward, rewrite, validate
 from align2.errors import Align2Error
 from align2.progress import quiet_bookkeeping
 
@@ -18,6 +18,7 @@ app = typer.Typer(
 )
 app.add_typer(demo.app, name="demo")
 app.add_typer(reward.app, name="reward")
+app.add_typer(annotate.app, name="annotate")
 app.command("validate")(validate.validate_command)
 app.command("curate")(curate.curate_command)
 app.command("rewrite")(rewrite.rewrite_command)

@@ -1,0 +1,61 @@
+"""`align2 annotate ...`: candidates for people to score, and their scores as the seed's
+annotation files that `align2 reward train` reads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from align2.cli import sources
+
+app = typer.Typer(help="Human preference annotation.", no_args_is_help=True)
+
+
+@app.command("prepare")
+def prepare_command(
+    out: Annotated[Path, typer.Option(help="A new annotation folder.")],
+    llava_json: sources.LlavaJson = None,
+    image_folder: sources.ImageFolder = None,
+    dataset: sources.Dataset = None,
+    split: sources.Split = "train",
+    revision: sources.Revision = None,
+    size: Annotated[int | None, typer.Option(help="Rows to annotate (default: all).")] = None,
+    candidates: Annotated[int, typer.Option(help="Candidates per item.")] = 7,
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same folder.")] = 0,
+) -> None:
+    """Draw rows and write their question and answer candidates, origins kept apart."""
+    from align2.builders.sources import load_canonical
+    from align2.builders.validate import Quarantine, ValidationConfig
+    from align2.reward.annotate import prepare
+
+    pool = sources.sources_from_options(llava_json, image_folder, dataset, split, revision, False)
+    quarantine = Quarantine()
+    rows = load_canonical(pool, ValidationConfig(), quarantine)
+    if size is not None and not 0 < size <= len(rows):
+        raise typer.BadParameter(f"between 1 and the {len(rows)} valid rows", param_hint="--size")
+    images = [image["bytes"] or Path(image["path"]).read_bytes() for image in _images(rows)]
+    items = prepare(list(rows), images, out, size=size, candidates=candidates, seed=seed)
+    typer.echo(f"wrote {items} items to {out} ({quarantine.ledger.n_quarantined} rows quarantined)")
+
+
+def _images(rows):
+    import datasets
+
+    return rows.cast_column("image", datasets.Image(decode=False))["image"]
+
+
+@app.command("export")
+def export_command(
+    folder: Annotated[Path, typer.Argument(help="The annotation folder.")],
+    out: Annotated[Path, typer.Option(help="Where the seed-format files go.")],
+) -> None:
+    """Every annotator's scores as questions.json and answers.json (the mean where several
+    scored an item), and agreement.json."""
+    from align2.reward.annotate import export
+
+    report = export(folder, out)
+    typer.echo(json.dumps({k: report[k] for k in ("exported", "krippendorff_alpha")}))
+    typer.echo(f"outputs: {out}")

@@ -1,0 +1,120 @@
+"""Human preference annotation: prepare is deterministic, saves survive a killed writer,
+agreement is Krippendorff's alpha computed by hand, and an export trains a reward model."""
+
+import json
+
+import pytest
+from helpers import run_align2
+
+from align2.errors import Align2Error
+from align2.reward.annotate import (
+    ANNOTATIONS_FOLDER,
+    ORIGINS_FILE,
+    TASKS_FILE,
+    agreement,
+    export,
+    read_annotator,
+    read_tasks,
+    save,
+)
+
+
+def prepare(small_pool, out, *extra):
+    result = run_align2(
+        "annotate", "prepare", "--llava-json", small_pool / "llava_pool.json",
+        "--image-folder", small_pool / "images", "--out", out, *extra,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_prepare_is_deterministic_and_hides_the_origins(tmp_path, small_pool):
+    first = prepare(small_pool, tmp_path / "a", "--size", 6, "--seed", 3)
+    second = prepare(small_pool, tmp_path / "b", "--size", 6, "--seed", 3)
+    for name in (TASKS_FILE, ORIGINS_FILE):
+        assert (first / name).read_bytes() == (second / name).read_bytes()
+    assert (first / "images" / "00000.png").read_bytes() == (
+        second / "images" / "00000.png"
+    ).read_bytes()
+    tasks = read_tasks(first)
+    assert len(tasks) == 12 and {t["kind"] for t in tasks} == {"question", "answer"}
+    origins = [json.loads(line) for line in (first / ORIGINS_FILE).read_text().splitlines()]
+    for task, origin in zip(tasks, origins, strict=True):
+        assert "origins" not in task and origin["id"] == task["id"]
+        assert origin["origins"].count("original") == 1 and 2 <= len(task["candidates"]) <= 7
+    shown_first = [o["origins"].index("original") for o in origins]
+    assert len(set(shown_first)) > 1  # the original is not always in the same place
+    other = prepare(small_pool, tmp_path / "c", "--size", 6, "--seed", 4)
+    assert (other / TASKS_FILE).read_bytes() != (first / TASKS_FILE).read_bytes()
+    again = run_align2("annotate", "prepare", "--llava-json", small_pool / "llava_pool.json",
+                       "--image-folder", small_pool / "images", "--out", first)  # fmt: skip
+    assert again.returncode == 2 and "already holds annotation tasks" in again.stderr
+
+
+def test_a_save_is_one_line_and_a_torn_line_is_ignored(tmp_path):
+    save(tmp_path, "ann 1", "x", [0.52, 1.0])
+    save(tmp_path, "ann 1", "x", [0.3, 0.7], flagged=True)  # the latest save wins
+    path = tmp_path / ANNOTATIONS_FOLDER / "ann_1.jsonl"
+    with open(path, "a") as f:
+        f.write('{"id": "y", "sco')  # a writer killed mid-line
+    latest = read_annotator(path)
+    assert latest == {"x": {"id": "x", "scores": [0.3, 0.7], "flagged": True, "skipped": False}}
+    save(tmp_path, "ann 1", "z", [0.52])
+    assert read_annotator(path)["z"]["scores"] == [0.5]  # steps of 0.05
+    with pytest.raises(Align2Error, match="between 0 and 1"):
+        save(tmp_path, "ann 1", "x", [1.5])
+    with pytest.raises(Align2Error, match="usable annotator name"):
+        save(tmp_path, "../..", "x", [0.5])
+
+
+def test_agreement_is_krippendorffs_alpha_on_a_hand_made_case():
+    # Item A: both annotators score 3 candidates; item B: one annotator only (no pair);
+    # item C: they disagree. In tenths: A (1,1), (2,2), (3,4); C (9,2), (1,8). Pairable
+    # values n = 10. Observed disagreement D_o = (2*1 + 2*49 + 2*49) / 10 = 19.8. Expected:
+    # sum v = 33, sum v^2 = 185, sum over pairs i<j (vi - vj)^2 = 10*185 - 33^2 = 761,
+    # D_e = 2*761 / (10*9) = 16.911. alpha = 1 - 19.8 / 16.911 = -0.1708.
+    items = [
+        [[0.1, 0.2, 0.3], [0.1, 0.2, 0.4]],
+        [[0.5, 0.5], None],
+        [[0.9, 0.1], [0.2, 0.8]],
+    ]
+    report = agreement(items)
+    assert report["krippendorff_alpha"] == -0.1708
+    assert report["units_scored_twice"] == 5
+    # A's three pairs are ordered alike, C's one pair is not: 3 of 4.
+    assert (report["pair_order_agreement"], report["pairs_compared"]) == (0.75, 4)
+    alike = agreement([items[0]])  # A alone: D_o = 2/6, D_e = 82/30: alpha = 72/82
+    assert alike["krippendorff_alpha"] == round(72 / 82, 4)
+    assert agreement([[[0.5, 0.5], None]])["krippendorff_alpha"] is None
+
+
+def test_two_annotators_export_to_files_reward_train_reads(tmp_path, small_pool):
+    folder = prepare(small_pool, tmp_path / "tasks", "--size", 4)
+    tasks = read_tasks(folder)
+    for n, task in enumerate(tasks):
+        k = len(task["candidates"])
+        first = [round(0.05 * i, 2) for i in range(k)]  # on the 0.05 grid
+        save(folder, "alice", task["id"], first)
+        if n % 2 == 0:  # bob scores every other item, in the reverse order once
+            save(folder, "bob", task["id"], first[::-1] if n == 0 else first)
+    save(folder, "bob", tasks[1]["id"], [0.0] * len(tasks[1]["candidates"]), skipped=True)
+    out = tmp_path / "export"
+    report = export(folder, out)
+    assert report["annotators"] == ["alice", "bob"] and report["resolution"] == "mean"
+    assert report["exported"] == {"question": 4, "answer": 4}
+    assert -1 <= report["krippendorff_alpha"] < 1 and report["pairs_compared"] > 0
+    questions = json.loads((out / "questions.json").read_text())  # items alternate q, a
+    k = len(tasks[2]["candidates"])
+    scored_twice = next(q for q in questions if q["id"] == tasks[2]["id"])
+    assert scored_twice["score"] == [round(0.05 * i, 2) for i in range(k)]  # alike: the mean
+    reversed_once = next(q for q in questions if q["id"] == tasks[0]["id"])
+    assert len(set(reversed_once["score"])) == 1  # a ramp and its reverse: every mean equal
+    assert json.loads((out / "agreement.json").read_text()) == report
+    for kind, name in (("answer", "answers.json"), ("question", "questions.json")):
+        result = run_align2(
+            "reward", "train", "--kind", kind, "--annotations", out / name,
+            "--out", tmp_path / f"{kind}-model", "--max-steps", 2, "--batch-size", 4,
+            "--warmup-steps", 0,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / f"{kind}-model" / "model.safetensors").is_file()
