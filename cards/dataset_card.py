@@ -198,14 +198,27 @@ def validate_card(text: str) -> None:
             raise ValueError(f"dataset card config {config!r} needs config_name and data_files")
 
 
-def plot_tradeoff(tradeoff: dict, path: Path) -> Path:
-    """Kept defect rate against the budget, one line per policy, `random` flat."""
+def _pyplot():
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # files only: no display on servers and CI
     import matplotlib.pyplot as plt
 
-    figure, ax = plt.subplots(figsize=(5.5, 3.2))
+    return plt
+
+
+def _save(figure, path: Path) -> Path:
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Fixed metadata: the same figures give the same PNG bytes.
+    figure.savefig(path, dpi=80, metadata={"Software": None})
+    _pyplot().close(figure)
+    return path
+
+
+def plot_tradeoff(tradeoff: dict, path: Path) -> Path:
+    """Kept defect rate against the budget, one line per policy, `random` flat."""
+    figure, ax = _pyplot().subplots(figsize=(5.5, 3.2))
     budgets = [b * 100 for b in tradeoff["budgets"]]
     for name, curve in tradeoff["policies"].items():
         ax.plot(budgets, [p["defect_rate"] for p in curve], marker="o", label=name)
@@ -215,21 +228,12 @@ def plot_tradeoff(tradeoff: dict, path: Path) -> Path:
     ax.set_ylabel("defect rate of kept rows")
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=7)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=80, metadata={"Software": None})
-    plt.close(figure)
-    return path
+    return _save(figure, path)
 
 
 def plot_scores(scored_rows: dict, path: Path) -> Path:
     """Histograms of question and answer scores, kept rows against all, the cut marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display on servers and CI
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    figure, axes = _pyplot().subplots(1, 2, figsize=(9, 3.2))
     for ax, column in zip(axes, ("question_score", "answer_score"), strict=True):
         values = [v for v in scored_rows[column] if v is not None and not math.isnan(v)]
         kept = [
@@ -244,9 +248,4 @@ def plot_scores(scored_rows: dict, path: Path) -> Path:
             ax.axvline(min(kept), color="#b0302a", linestyle="--", label="lowest kept")
         ax.set_title(column.replace("_", " "))
         ax.legend(fontsize=7)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Fixed metadata: the same scores give the same PNG bytes.
-    figure.savefig(path, dpi=80, metadata={"Software": None})
-    plt.close(figure)
-    return path
+    return _save(figure, path)
