@@ -9,14 +9,15 @@ A reply that is not an integer becomes a missing score (NaN), counted in the rep
 no file line names is missing too. A missing score keeps a row out of that capability's
 pool only.
 
-A prompted scorer: any causal LM (Hub id, folder, `.gguf`) is asked mmSSR's question per
-capability after the sample, and the score is the expected value of its next-token
-probabilities over "0".."5": one forward pass, no generation. The sample is the prompts'
-shared beginning, so `option_probabilities` encodes it once per row and reuses its KV cache
-for the 14 short endings. There is no embedded default: no small model here rates
-helpfulness usefully (SmolLM2-135M's ratings barely move from row to row). Text only: a VLM
-scorer (mmSSR's own `mengyaolyu/mmssr-7b-scorer`) is not read yet; run it with mmSSR's
-code and ingest its files.
+A prompted scorer: a causal LM (Hub id, folder, `.gguf`) or a vision-language model (an
+image-text-to-text model, as mmSSR's own `mengyaolyu/mmssr-7b-scorer`, which then sees the
+row's image) is asked mmSSR's question per capability after the sample, and the score is the
+expected value of its next-token probabilities over "0".."5": one forward pass, no
+generation. For a causal LM the sample is the prompts' shared beginning, so
+`option_probabilities` encodes it once per row and reuses its KV cache for the 14 short
+endings; a VLM reads the 14 prompts as one batch with the image in each. There is no
+embedded default: no small model here rates helpfulness usefully (SmolLM2-135M's ratings
+move with the row, not the capability).
 """
 
 from __future__ import annotations
@@ -226,12 +227,15 @@ def capability_prompts(conversations: list[dict]) -> list[str]:
 
 
 class PromptedScorer:
-    """`datasets.map(batched=True)` transform adding the 14 capability columns."""
+    """`datasets.map(batched=True)` transform adding the 14 capability columns. A vision-
+    language model (mmSSR's scorer is one) sees each row's image; a causal LM the text."""
 
     def __init__(self, config: CapabilityConfig):
         from align2.rewrite.generation import OptionReader
 
-        self.reader = OptionReader(config.model, config.revision, config.trust_remote_code, RATINGS)
+        self.vision = is_vision_model(config.model, config.revision, config.trust_remote_code)
+        reader = VisionRatings if self.vision else OptionReader
+        self.reader = reader(config.model, config.revision, config.trust_remote_code, RATINGS)
 
     @property
     def identity(self) -> str:
@@ -241,12 +245,102 @@ class PromptedScorer:
     def __call__(self, batch: dict) -> dict:
         values = np.arange(len(RATINGS), dtype=np.float64)
         scores = {name: [] for name in COLUMNS}
-        for turns in batch["conversations"]:  # one row's 14 prompts: one shared prefix
-            prompts = capability_prompts(turns)
-            expected = self.reader.probabilities(SYSTEM, prompts, len(prompts)) @ values
-            for name, value in zip(COLUMNS, expected.tolist(), strict=True):
+        images = batch.get("image") or [None] * len(batch["conversations"])
+        for turns, image in zip(batch["conversations"], images, strict=True):
+            prompts = capability_prompts(turns)  # one row's 14 prompts
+            if self.vision:
+                probabilities = self.reader.probabilities(SYSTEM, prompts, image)
+            else:  # one shared prefix, encoded once
+                probabilities = self.reader.probabilities(SYSTEM, prompts, len(prompts))
+            for name, value in zip(COLUMNS, (probabilities @ values).tolist(), strict=True):
                 scores[name].append(value)
         return scores
+
+
+def is_vision_model(name: str, revision: str | None, trust_remote_code: bool) -> bool:
+    """Whether a model folder or Hub id is a vision-language model (its config has a vision
+    tower); `.gguf` files and the embedded SmolLM2 are text models."""
+    from align2.embedded import SMOLLM2
+
+    if name == SMOLLM2 or name.endswith(".gguf"):
+        return False
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(
+        name, revision=revision, trust_remote_code=trust_remote_code
+    )
+    return getattr(config, "vision_config", None) is not None
+
+
+class VisionRatings:
+    """An image-text-to-text model read as one of a few options after each prompt, the row's
+    image shown with every prompt. Loaded on first use; pickled as its identity."""
+
+    def __init__(self, name: str, revision: str | None, trust_remote_code: bool, options):
+        from align2.reward.backbones import model_fingerprint
+
+        self.name, self.revision, self.trust_remote_code = name, revision, trust_remote_code
+        self.options = tuple(options)
+        self.fingerprint = model_fingerprint(name, revision)
+        self._loaded = None
+
+    @property
+    def identity(self) -> tuple:
+        return (self.name, self.revision, self.trust_remote_code, self.fingerprint, self.options)
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_loaded"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _loaded=None)
+
+    def _load(self):
+        if self._loaded is None:
+            from transformers import AutoModelForImageTextToText, AutoProcessor
+
+            kwargs = {"revision": self.revision, "trust_remote_code": self.trust_remote_code}
+            processor = AutoProcessor.from_pretrained(self.name, **kwargs)
+            model = AutoModelForImageTextToText.from_pretrained(
+                self.name, use_safetensors=True, **kwargs
+            ).eval()
+            tokenizer = processor.tokenizer
+            first = [tokenizer(o, add_special_tokens=False)["input_ids"][0] for o in self.options]
+            if len(set(first)) != len(self.options):
+                raise Align2Error(
+                    f"{self.name}: the options {', '.join(self.options)} do not start with "
+                    "distinct tokens, so its reply cannot be read as one of them"
+                )
+            self._loaded = model, processor, first
+        return self._loaded
+
+    def probabilities(self, system: str, prompts: list[str], image) -> np.ndarray:
+        """P(each option) per prompt, renormalised over the options: one forward pass."""
+        import torch
+
+        model, processor, option_ids = self._load()
+        texts = [vision_chat(processor, f"{system}\n\n{p}", image is not None) for p in prompts]
+        images = {"images": [image.convert("RGB")] * len(texts)} if image is not None else {}
+        batch = processor(
+            text=texts,
+            padding=True,
+            padding_side="left",
+            add_special_tokens=False,
+            return_tensors="pt",
+            **images,
+        ).to(model.device)
+        positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)  # past the padding
+        with torch.inference_mode():
+            output = model(**batch, position_ids=positions, logits_to_keep=1)
+        logits = output.logits[:, -1].float()
+        chosen = torch.log_softmax(logits, dim=-1)[:, option_ids]
+        return torch.softmax(chosen, dim=-1).cpu().numpy().astype(np.float64)
+
+
+def vision_chat(processor, text: str, with_image: bool) -> str:
+    """A user turn (the image first, when there is one) in the model's chat template."""
+    content = [{"type": "image"}] if with_image else []
+    messages = [{"role": "user", "content": [*content, {"type": "text", "text": text}]}]
+    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
 def score_capabilities(
@@ -255,8 +349,9 @@ def score_capabilities(
     """The 14 capability columns for `dataset`'s rows from the prompted model, in cached
     shards (a killed run resumes; an unchanged step loads)."""
     scorer = PromptedScorer(config)
+    read = ["conversations", "image"] if scorer.vision and "image" in dataset.column_names else []
     return map_in_shards(
-        dataset,
+        dataset.select_columns(read or ["conversations"]),
         scorer,
         features=datasets.Features(FEATURES),
         key=scorer.identity,

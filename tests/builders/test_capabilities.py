@@ -154,3 +154,35 @@ def test_prompted_scorer_reads_the_ratings_a_plain_forward_pass_reads(tmp_path, 
     again = score_capabilities(dataset, config, tmp_path / "cache")  # from the cache
     assert np.array([again[name] for name in COLUMNS]).T.tolist() == table.tolist()
     assert len(list((tmp_path / "cache").glob("capabilities-*.arrow"))) == 1
+
+
+def test_a_vision_scorer_sees_the_image_and_reads_what_a_plain_forward_reads(tmp_path, tiny_llava):
+    from PIL import Image
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from align2.builders.capabilities import vision_chat
+    from align2.builders.demo_pool import DemoPoolConfig, build_demo_pool
+
+    rows = build_demo_pool(DemoPoolConfig(split="test", size=3, seed=2, defect_rate=0.0))
+    dataset = canonical_dataset(rows)
+    added = score_capabilities(dataset, CapabilityConfig(model=str(tiny_llava)), tmp_path)
+    table = np.array([added[name] for name in COLUMNS]).T  # rows x capabilities
+    assert ((table >= 0) & (table <= 5)).all() and table.std(axis=0).max() > 0.01
+    model = AutoModelForImageTextToText.from_pretrained(tiny_llava).eval()
+    processor = AutoProcessor.from_pretrained(tiny_llava)
+    digits = [processor.tokenizer(r, add_special_tokens=False)["input_ids"][0] for r in RATINGS]
+    for row, r in enumerate(rows):  # each prompt alone, unpadded: the batch changes nothing
+        image = Image.open(r["image"]).convert("RGB")
+        expected = []
+        for prompt in capability_prompts(r["conversations"]):
+            text = vision_chat(processor, f"{SYSTEM}\n\n{prompt}", True)
+            inputs = processor(images=[image], text=[text], add_special_tokens=False,
+                               return_tensors="pt")  # fmt: skip
+            with torch.no_grad():
+                logits = model(**inputs).logits[0, -1].float()
+            p = torch.softmax(torch.log_softmax(logits, -1)[digits], -1).numpy()
+            expected.append(float(p @ np.arange(len(RATINGS))))
+        np.testing.assert_allclose(table[row], expected, atol=1e-4)
+    blank = canonical_dataset([{**rows[0], "image": None, "id": "no-image"}])
+    text_only = score_capabilities(blank, CapabilityConfig(model=str(tiny_llava)), tmp_path)
+    assert [text_only[name][0] for name in COLUMNS] != table[0].tolist()  # the image mattered
