@@ -170,7 +170,14 @@ def test_curate_names_a_bad_policy(tmp_path, small_pool):
         "--out", tmp_path, "--policy", "best", "--question-model", "x", "--answer-model", "y",
     )  # fmt: skip
     assert result.returncode == 2
-    assert "unknown selection policy 'best'; allowed: align2, budget" in result.stderr
+    assert "--policy: Input should be 'align2', 'budget', 'threshold'" in result.stderr
+    # The recipe's checks, word for word: a share above 1 is refused before any work.
+    result = run(
+        "curate", "--llava-json", small_pool / "llava_pool.json", "--image-folder", small_pool,
+        "--out", tmp_path, "--policy", "budget", "--ratio", "1.5",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--ratio: Input should be less than or equal to 1 (got 1.5)" in result.stderr
 
 
 def test_bad_sources_are_one_line_errors(tmp_path, small_pool, tiny_models):

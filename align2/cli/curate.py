@@ -74,6 +74,7 @@ def curate_command(
     from align2.builders.dedup import DedupConfig
     from align2.builders.llm_styler import LLMStylerConfig
     from align2.builders.pipeline import run_curation
+    from align2.builders.recipe import Selection, checked
     from align2.builders.select import make_policy
     from align2.builders.validate import ValidationConfig
 
@@ -89,6 +90,8 @@ def curate_command(
         k=k,
         seed=seed,
     )
+    # The recipe's own checks: the command line and `align2 build` refuse the same values.
+    selection = checked(Selection, {"policy": policy, **options})
     pool = sources.sources_from_options(
         llava_json, image_folder, dataset, split, revision, streaming
     )
@@ -97,7 +100,7 @@ def curate_command(
         out=out,
         question_model=None if question_model == DEMO_MODELS else question_model,
         answer_model=None if answer_model == DEMO_MODELS else answer_model,
-        selection=make_policy(policy, **options),
+        selection=make_policy(policy, **selection.model_dump(exclude={"policy"})),
         dedup=DedupConfig() if dedup else None,
         truth=truth,
         engine=engine,
