@@ -196,6 +196,7 @@ def _build(recipe, recipe_text, target, work: Path, version, command) -> Release
             path.rename(release / release_file(config, digest))
         write_json({"version": new_version, "content_hash": digest}, release / RELEASE_FILE)
         write_json(run.ledger.to_dict(), release / "ledger.json")
+        write_json(run.curation.selection, release / "selection.json")
         if run.quality is not None:
             write_json(run.quality, release / "quality.json")
         if rewrite is not None:
@@ -228,6 +229,7 @@ def _build(recipe, recipe_text, target, work: Path, version, command) -> Release
                 license_name=recipe.source.license_name,
                 rows=len(kept),
                 quality=run.quality,
+                selection=run.curation.selection,
                 rewrite=rewrite,
                 downstream=downstream,
                 changelog=_changelog(previous_ids, kept["id"], latest),

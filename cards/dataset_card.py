@@ -39,6 +39,7 @@ class CardInputs:
     license: str  # a Hub license identifier (the recipe checks it)
     rows: int
     quality: dict | None = None
+    selection: dict | None = None  # the curation's selection report (selection.json)
     rewrite: dict | None = None  # model, report
     downstream: dict | None = None  # align2.evaluate.compare's result, when the recipe asks
     data_files: dict[str, str] = field(default_factory=dict)  # config -> path in the repo
@@ -174,6 +175,7 @@ def render_dataset_card(inputs: CardInputs) -> str:
         ledger_rows=ledger_rows,
         kept_per_type=sorted(Counter(inputs.kept_types).items()),
         quality=inputs.quality,
+        selection=inputs.selection,
         rewrite=inputs.rewrite,
         downstream=inputs.downstream,
         kept_examples=[_example(r) for r in inputs.kept_examples[:EXAMPLES]],

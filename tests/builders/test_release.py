@@ -200,3 +200,28 @@ def test_a_build_with_a_float_tiff_exports_it(tmp_path, tiny_models, tiny_lm):
     records = json.loads((exported / "llava.json").read_text())
     assert len(records) == 4
     assert all((exported / "images" / r["image"]).suffix == ".png" for r in records)
+
+
+def test_a_budget_build_reads_mmssr_capability_files(tmp_path, tiny_models, tiny_lm):
+    from align2.builders.capabilities import CAPABILITIES, COLUMNS, snake
+
+    scores = tmp_path / "mmssr"
+    scores.mkdir()
+    for n, capability in enumerate(CAPABILITIES):  # by position in the 30-row source
+        lines = [{"idx": i, "pred_response": str((i + n) % 6)} for i in range(30)]
+        (scores / f"{snake(capability)}.jsonl").write_text("\n".join(map(json.dumps, lines)))
+    recipe = release_recipe(
+        tmp_path, tiny_models, tiny_lm, rewrite=None,
+        selection={"policy": "budget", "ratio": 0.5, "threshold": 0},
+        capabilities={"scores": "mmssr"},  # relative to the recipe
+    )  # fmt: skip
+    release = _build(recipe, tmp_path)
+    repo = Path(release.location)
+    selection = json.loads((repo / "selection.json").read_text())
+    assert selection["policy"]["name"] == "BudgetSelection"
+    assert selection["kept"] + selection["shortfall"] == selection["budget"]
+    assert len(selection["capabilities"]["per_file"]) == 14
+    scored = datasets.load_dataset(str(repo), "scored", split="train")
+    assert set(COLUMNS) <= set(scored.column_names)
+    card = (repo / "README.md").read_text()
+    assert f"kept {selection['kept']}" in card and "mmSSR-format score files" in card
