@@ -6,7 +6,19 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PIP_CONSTRAINT := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 
-.PHONY: setup demo test lint clean
+.PHONY: setup app-env demo annotate-demo test lint clean
+
+# The annotation app's own environment: gradio needs pillow < 13, which align2's pins exclude.
+APP_VENV ?= .venv-app
+APP_STAMP := $(APP_VENV)/.installed-stamp
+
+app-env: $(APP_STAMP)
+
+$(APP_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(APP_VENV)
+	$(APP_VENV)/bin/python -m pip install -q "gradio==6.31.*" "pillow<13"
+	$(APP_VENV)/bin/python -m pip install -q --no-deps -e .
+	touch $@
 
 setup: $(STAMP)
 
@@ -22,6 +34,14 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 # run, then cached) -> scoring -> selection -> SmolLM2 rewrite -> the local hub in hub/.
 demo: setup
 	$(VENV)/bin/align2 build recipes/demo.yaml
+
+# 20 easy-VQA items to score in the browser at http://127.0.0.1:7860 (Ctrl-C to stop).
+annotate-demo: setup app-env
+	rm -rf build/annotate-demo
+	$(VENV)/bin/align2 demo pool --split test --size 20 --out build/annotate-demo/pool
+	$(VENV)/bin/align2 annotate prepare --llava-json build/annotate-demo/pool/llava_pool.json \
+	    --image-folder build/annotate-demo/pool/images --out build/annotate-demo/tasks
+	$(APP_VENV)/bin/python -m align2.reward.annotation_app build/annotate-demo/tasks --annotator demo
 
 # pytest exits 5 when it collected nothing: an empty run must fail loudly, never pass.
 test: setup

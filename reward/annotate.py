@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import random
 import shutil
 from collections.abc import Sequence
@@ -31,23 +30,21 @@ import numpy as np
 
 from align2.builders.schema import GPT, HUMAN, IMAGE_TOKEN
 from align2.errors import Align2Error
+from align2.reward.annotation_files import (
+    ANNOTATIONS_FOLDER,
+    CRITERIA,
+    CRITERIA_FILE,
+    MAX_CANDIDATES,
+    ORIGINS_FILE,
+    TASKS_FILE,
+    read_annotator,
+    read_tasks,
+)
 from align2.reward.annotations import CORRUPTIONS
 from align2.reward.templates import ANSWER, QUESTION
 
-TASKS_FILE, ORIGINS_FILE, CRITERIA_FILE = "tasks.jsonl", "origins.jsonl", "criteria.md"
-ANNOTATIONS_FOLDER = "annotations"
 QUESTIONS_FILE, ANSWERS_FILE, AGREEMENT_FILE = "questions.json", "answers.json", "agreement.json"
-STEP = 0.05  # a score's resolution
 RESOLUTION = "mean"  # several annotators' scores for a candidate become their mean
-CRITERIA = """# Scoring criteria
-
-Score each candidate from 0 (unusable) to 1 (ideal), in steps of 0.05.
-
-Subjective: helpful; fluent; detailed where the question asks for detail.
-
-Objective: faithful to the image; no hallucinated object, attribute, count or relation;
-answers the question that was asked (for questions: one the image can answer).
-"""
 
 
 def prepare(
@@ -62,8 +59,8 @@ def prepare(
     """Write an annotation folder for `size` rows drawn from `rows` (all when None): one
     question item and one answer item per row, from its first turn. `images[i]` holds row
     i's image bytes. Returns the number of items."""
-    if candidates < 2:
-        raise Align2Error("an item needs at least 2 candidates to compare")
+    if not 2 <= candidates <= MAX_CANDIDATES:
+        raise Align2Error(f"an item holds 2 to {MAX_CANDIDATES} candidates, got {candidates}")
     out = Path(out)
     if (out / TASKS_FILE).exists():
         raise Align2Error(f"{out} already holds annotation tasks; prepare into a new folder")
@@ -71,13 +68,15 @@ def prepare(
     chosen = sorted(rng.sample(range(len(rows)), size)) if size is not None else range(len(rows))
     (out / "images").mkdir(parents=True, exist_ok=True)
     tasks, origins = [], []
-    for index in chosen:
+    for n, index in enumerate(chosen):
         row = rows[index]
         question, answer = _first_turn(row["conversations"])
-        image = f"{len(tasks) // 2:05d}.png"
+        image = f"{n:05d}.png"
         (out / "images" / image).write_bytes(images[index])
         for kind, prompt, original in ((QUESTION, "", question), (ANSWER, question, answer)):
             texts, names = _candidates(original, kind, candidates, rng)
+            if len(texts) < 2:  # a one-word answer has no corruption: nothing to compare
+                continue
             order = list(range(len(texts)))
             rng.shuffle(order)  # the original is not always first
             item = f"{row['id']}:{kind}"
@@ -113,62 +112,6 @@ def _candidates(original: str, kind: str, n: int, rng: random.Random):
             texts.append(text)
             names.append(method)
     return texts, names
-
-
-def read_tasks(folder: Path) -> list[dict]:
-    path = Path(folder) / TASKS_FILE
-    if not path.is_file():
-        raise Align2Error(f"{folder} holds no {TASKS_FILE}: run `align2 annotate prepare` first")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-
-
-def read_annotator(path: Path) -> dict[str, dict]:
-    """An annotator's latest save per item (a torn last line, from a killed writer, skipped)."""
-    latest = {}
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        latest[record["id"]] = record
-    return latest
-
-
-def save(
-    folder: Path,
-    annotator: str,
-    item: str,
-    scores: list[float],
-    *,
-    flagged: bool = False,
-    skipped: bool = False,
-) -> None:
-    """Append one save: a single line, flushed to disk before returning."""
-    scores = [round(round(float(s) / STEP) * STEP, 2) for s in scores]
-    if any(not 0 <= s <= 1 for s in scores):
-        raise Align2Error("scores are between 0 and 1")
-    path = Path(folder) / ANNOTATIONS_FOLDER / f"{_annotator_name(annotator)}.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"id": item, "scores": scores, "flagged": flagged, "skipped": skipped}
-    torn = path.exists() and path.stat().st_size and _last_byte(path) != b"\n"
-    with open(path, "a", encoding="utf-8") as f:
-        # After a killed writer's torn line, start a new line: this save must not join it.
-        f.write(("\n" if torn else "") + json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _last_byte(path: Path) -> bytes:
-    with open(path, "rb") as f:
-        f.seek(-1, os.SEEK_END)
-        return f.read(1)
-
-
-def _annotator_name(name: str) -> str:
-    cleaned = "".join(c if c.isalnum() or c in "-_" else "_" for c in name.strip())[:64]
-    if not cleaned.strip("_"):
-        raise Align2Error(f"{name!r} is not a usable annotator name (letters, digits, - or _)")
-    return cleaned
 
 
 def export(folder: Path, out: Path) -> dict:

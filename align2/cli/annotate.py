@@ -47,6 +47,27 @@ def _images(rows):
     return rows.cast_column("image", datasets.Image(decode=False))["image"]
 
 
+@app.command("serve")
+def serve_command(
+    folder: Annotated[Path, typer.Argument(help="The annotation folder.")],
+    annotator: Annotated[str, typer.Option(help="Whose scores these are (their own file).")],
+    port: Annotated[int, typer.Option(help="Local port.")] = 7860,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+) -> None:
+    """Score the folder's items in the browser (Gradio), keyboard first."""
+    from align2.errors import Align2Error
+
+    try:
+        from align2.reward.annotation_app import main
+    except ImportError:
+        raise Align2Error(
+            "the scoring app needs gradio, which needs pillow < 13 where align2 pins 13: "
+            "`make app-env`, then `.venv-app/bin/python -m align2.reward.annotation_app "
+            f"{folder} --annotator NAME`"
+        ) from None
+    main([str(folder), "--annotator", annotator, "--port", str(port), "--host", host])
+
+
 @app.command("export")
 def export_command(
     folder: Annotated[Path, typer.Argument(help="The annotation folder.")],

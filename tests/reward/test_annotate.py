@@ -7,12 +7,11 @@ import pytest
 from helpers import run_align2
 
 from align2.errors import Align2Error
-from align2.reward.annotate import (
+from align2.reward.annotate import agreement, export
+from align2.reward.annotation_files import (
     ANNOTATIONS_FOLDER,
     ORIGINS_FILE,
     TASKS_FILE,
-    agreement,
-    export,
     read_annotator,
     read_tasks,
     save,
@@ -88,6 +87,13 @@ def test_agreement_is_krippendorffs_alpha_on_a_hand_made_case():
     assert agreement([[[0.5, 0.5], None]])["krippendorff_alpha"] is None
 
 
+def exported_scores(out, task):
+    """An item's scores as exported, from the seed-format file of its kind."""
+    records = json.loads((out / f"{task['kind']}s.json").read_text())
+    record = next(r for r in records if r["id"] == task["id"])
+    return record["score"] if task["kind"] == "question" else record["conversations"][1]["score"]
+
+
 def test_two_annotators_export_to_files_reward_train_reads(tmp_path, small_pool):
     folder = prepare(small_pool, tmp_path / "tasks", "--size", 4)
     tasks = read_tasks(folder)
@@ -101,14 +107,12 @@ def test_two_annotators_export_to_files_reward_train_reads(tmp_path, small_pool)
     out = tmp_path / "export"
     report = export(folder, out)
     assert report["annotators"] == ["alice", "bob"] and report["resolution"] == "mean"
-    assert report["exported"] == {"question": 4, "answer": 4}
+    kinds = [t["kind"] for t in tasks]  # a one-word answer has no item: nothing to compare
+    assert report["exported"] == {"question": 4, "answer": kinds.count("answer")}
     assert -1 <= report["krippendorff_alpha"] < 1 and report["pairs_compared"] > 0
-    questions = json.loads((out / "questions.json").read_text())  # items alternate q, a
     k = len(tasks[2]["candidates"])
-    scored_twice = next(q for q in questions if q["id"] == tasks[2]["id"])
-    assert scored_twice["score"] == [round(0.05 * i, 2) for i in range(k)]  # alike: the mean
-    reversed_once = next(q for q in questions if q["id"] == tasks[0]["id"])
-    assert len(set(reversed_once["score"])) == 1  # a ramp and its reverse: every mean equal
+    assert exported_scores(out, tasks[2]) == [round(0.05 * i, 2) for i in range(k)]  # the mean
+    assert len(set(exported_scores(out, tasks[0]))) == 1  # a ramp and its reverse: all equal
     assert json.loads((out / "agreement.json").read_text()) == report
     for kind, name in (("answer", "answers.json"), ("question", "questions.json")):
         result = run_align2(
