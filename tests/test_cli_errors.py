@@ -32,20 +32,18 @@ CURATE_CASES = {
         ["--policy", "top-k"],
         "error: policy 'top-k' needs --k (recipe: selection.k)",
     ),
+    # Shares are checked by the recipe's own model: the words a recipe would get.
     "a zero ratio": (
         ["--question-ratio", "0"],
-        "error: policy 'align2': `question_ratio` is a share of the rows: 0 < question_ratio "
-        "<= 1, got 0.0",
+        "error: --question-ratio: Input should be greater than 0 (got 0.0)",
     ),
     "a ratio over one": (
         ["--question-ratio", "1.5"],
-        "error: policy 'align2': `question_ratio` is a share of the rows: 0 < question_ratio "
-        "<= 1, got 1.5",
+        "error: --question-ratio: Input should be less than or equal to 1 (got 1.5)",
     ),
     "a NaN ratio": (
         ["--answer-ratio", "nan"],
-        "error: policy 'align2': `answer_ratio` is a share of the rows: 0 < answer_ratio <= 1, "
-        "got nan",
+        "error: --answer-ratio: Input should be less than or equal to 1 (got nan)",
     ),
 }
 
