@@ -34,6 +34,7 @@ from datasets.fingerprint import Hasher
 from align2.builders.schema import GPT, HUMAN, IMAGE_TOKEN
 from align2.builders.shards import map_in_shards
 from align2.errors import Align2Error
+from align2.rewrite.generation import OptionReader
 
 CAPABILITIES = (
     "object spatial understanding",
@@ -231,8 +232,6 @@ class PromptedScorer:
     language model (mmSSR's scorer is one) sees each row's image; a causal LM the text."""
 
     def __init__(self, config: CapabilityConfig):
-        from align2.rewrite.generation import OptionReader
-
         self.vision = is_vision_model(config.model, config.revision, config.trust_remote_code)
         reader = VisionRatings if self.vision else OptionReader
         self.reader = reader(config.model, config.revision, config.trust_remote_code, RATINGS)
@@ -272,27 +271,9 @@ def is_vision_model(name: str, revision: str | None, trust_remote_code: bool) ->
     return getattr(config, "vision_config", None) is not None
 
 
-class VisionRatings:
+class VisionRatings(OptionReader):
     """An image-text-to-text model read as one of a few options after each prompt, the row's
-    image shown with every prompt. Loaded on first use; pickled as its identity."""
-
-    def __init__(self, name: str, revision: str | None, trust_remote_code: bool, options):
-        from align2.reward.backbones import model_fingerprint
-
-        self.name, self.revision, self.trust_remote_code = name, revision, trust_remote_code
-        self.options = tuple(options)
-        self.fingerprint = model_fingerprint(name, revision)
-        self._loaded = None
-
-    @property
-    def identity(self) -> tuple:
-        return (self.name, self.revision, self.trust_remote_code, self.fingerprint, self.options)
-
-    def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "_loaded"}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state, _loaded=None)
+    image shown with every prompt."""
 
     def _load(self):
         if self._loaded is None:
@@ -303,14 +284,7 @@ class VisionRatings:
             model = AutoModelForImageTextToText.from_pretrained(
                 self.name, use_safetensors=True, **kwargs
             ).eval()
-            tokenizer = processor.tokenizer
-            first = [tokenizer(o, add_special_tokens=False)["input_ids"][0] for o in self.options]
-            if len(set(first)) != len(self.options):
-                raise Align2Error(
-                    f"{self.name}: the options {', '.join(self.options)} do not start with "
-                    "distinct tokens, so its reply cannot be read as one of them"
-                )
-            self._loaded = model, processor, first
+            self._loaded = model, processor, self.option_ids(processor.tokenizer)
         return self._loaded
 
     def probabilities(self, system: str, prompts: list[str], image) -> np.ndarray:

@@ -122,7 +122,7 @@ def run_curation(
         kept = np.asarray(scored["decision"][:]) == KEPT_DECISION
         facts = read_truth(truth)
         quality = quality_report(scored["id"], kept, facts)
-        quality["tradeoff"] = tradeoff_report(selection_columns(scored), facts)
+        quality["tradeoff"] = tradeoff_report(scored["id"], selection_columns(scored), facts)
     models = {
         "question_model": question_model,
         "question_revision": question_revision,

@@ -95,10 +95,10 @@ def tradeoff_policies(budget: float, n: int) -> dict[str, Selection]:
     }
 
 
-def tradeoff_report(columns: dict, truth: dict[str, list[str]]) -> dict:
-    """Rows kept and their defect rate at budgets of 5-50% of the scored rows, per policy,
-    against `random`'s expected rate (the pool's: every row is equally likely)."""
-    ids = _strings_of(columns["id"])
+def tradeoff_report(ids: Sequence[str], columns: dict, truth: dict[str, list[str]]) -> dict:
+    """Rows kept and their defect rate at budgets of 5-50% of the scored rows (`ids`, the
+    rows of `columns`), per policy, against `random`'s expected rate (the pool's: every row
+    is equally likely)."""
     defective = np.array([bool(truth[i]) for i in ids])
     base = float(defective.mean()) if len(ids) else 0.0
     curves: dict[str, list[dict]] = {}
@@ -119,7 +119,3 @@ def tradeoff_report(columns: dict, truth: dict[str, list[str]]) -> dict:
         "random_defect_rate": round(base, 4),
         "policies": curves,
     }
-
-
-def _strings_of(values) -> list[str]:
-    return values.to_pylist() if hasattr(values, "to_pylist") else [str(v) for v in values]

@@ -124,12 +124,19 @@ class Align2Selection:
 def select_align2(ids, types, question_scores, answer_scores, config: Align2Selection):
     ids, q, a = _strings(ids), _array(question_scores), _array(answer_scores)
     reasons = np.full(len(ids), BELOW_QUESTION_CUT, dtype=np.int8)
-    for members in _groups(_codes(types)):
-        survivors = best(q, ids, members, rows_at_share(config.question_ratio, len(members)))
+    for survivors in question_cut(ids, types, q, config.question_ratio):
         reasons[survivors] = BELOW_ANSWER_CUT
         kept = best(a, ids, survivors, rows_at_share(config.answer_ratio, len(survivors)))
         reasons[kept] = KEPT
     return reasons
+
+
+def question_cut(ids, types, question_scores, share: float) -> list[np.ndarray]:
+    """The seed's first stage: per type, the rows of the best `share` by question score."""
+    return [
+        best(question_scores, ids, members, rows_at_share(share, len(members)))
+        for members in _groups(_codes(types))
+    ]
 
 
 @dataclass(frozen=True)
@@ -225,10 +232,7 @@ def select_budget(
     budget = _budget(n, config.budget, config.ratio)
     reasons = np.full(n, BELOW_QUESTION_CUT, dtype=np.int8)
     if config.question_share < 1:
-        survivors = [
-            best(q, ids, members, rows_at_share(config.question_share, len(members)))
-            for members in _groups(_codes(types))
-        ]
+        survivors = question_cut(ids, types, q, config.question_share)
         survivors = np.concatenate(survivors) if survivors else np.arange(0)
     else:
         survivors = np.arange(n)
@@ -398,9 +402,15 @@ def select(policy: Selection, columns: dict) -> np.ndarray:
         q, a = columns["question_score"], columns["answer_score"]
         return select_align2(ids, columns["type"], q, a, policy)
     if isinstance(policy, BudgetSelection):
-        q, types = columns["question_score"], columns["type"]
-        return select_budget(ids, types, q, columns[policy.score], columns["style"], policy,
-                             columns.get("capabilities"))  # fmt: skip
+        return select_budget(
+            ids,
+            columns["type"],
+            columns["question_score"],
+            columns[policy.score],
+            columns["style"],
+            policy,
+            columns.get("capabilities"),
+        )
     if isinstance(policy, ThresholdSelection):
         return select_threshold(columns[policy.score], policy)
     if isinstance(policy, TopKSelection):

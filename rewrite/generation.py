@@ -288,7 +288,7 @@ class OptionReader:
         self.name, self.revision, self.trust_remote_code = name, revision, trust_remote_code
         self.options = tuple(options)
         self.fingerprint = LLM(name, revision, trust_remote_code).fingerprint
-        self._llm: LLM | None = None
+        self._loaded = None  # what `llm` (or a subclass's loader) loaded
 
     @property
     def identity(self) -> tuple:
@@ -296,23 +296,27 @@ class OptionReader:
         return (self.name, self.revision, self.trust_remote_code, self.fingerprint, self.options)
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "_llm"}
+        return {k: v for k, v in self.__dict__.items() if k != "_loaded"}
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state, _llm=None)
+        self.__dict__.update(state, _loaded=None)
+
+    def option_ids(self, tokenizer) -> list[int]:
+        """Each option's first token; refused unless they differ."""
+        first = [tokenizer(o, add_special_tokens=False)["input_ids"][0] for o in self.options]
+        if len(set(first)) != len(self.options):
+            raise Align2Error(
+                f"{self.name}: the options {', '.join(self.options)} do not start with "
+                "distinct tokens, so its reply cannot be read as one of them"
+            )
+        return first
 
     def llm(self) -> LLM:
-        if self._llm is None:
+        if self._loaded is None:
             llm = LLM(self.name, self.revision, self.trust_remote_code)
-            _, tokenizer = llm.load()
-            first = {tokenizer(o, add_special_tokens=False)["input_ids"][0] for o in self.options}
-            if len(first) != len(self.options):
-                raise Align2Error(
-                    f"{self.name}: the options {', '.join(self.options)} do not start with "
-                    "distinct tokens, so its reply cannot be read as one of them"
-                )
-            self._llm = llm
-        return self._llm
+            self.option_ids(llm.load()[1])
+            self._loaded = llm
+        return self._loaded
 
     def probabilities(self, system: str, prompts: list[str], batch_size: int) -> np.ndarray:
         """P(each option) per prompt, asked in the model's chat template after `system`."""

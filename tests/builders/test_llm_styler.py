@@ -65,7 +65,7 @@ def test_cache_key_follows_the_weights_not_the_batch_size(tiny_lm, tmp_path):
     # A copy made by pickling (as `datasets` and worker processes make them) loads and labels.
     small({"conversations": ROWS[:1]})  # loads the model, which the copy must not carry
     copy = pickle.loads(pickle.dumps(small))
-    assert copy.reader._llm is None and copy.config == small.config
+    assert copy.reader._loaded is None and copy.config == small.config
     assert copy({"conversations": ROWS})["style"] == small({"conversations": ROWS})["style"]
 
 

@@ -18,7 +18,7 @@ def test_tradeoff_counts_defects_kept_at_every_budget():
         "capabilities": {},
     }
     truth = {i: (["refusal"] if i in ("r0", "r1") else []) for i in ids}
-    report = tradeoff_report(columns, truth)
+    report = tradeoff_report(ids, columns, truth)
     assert report["budgets"] == list(TRADEOFF_BUDGETS) and report["random_defect_rate"] == 0.2
     top_k = report["policies"]["top-k"]
     # 5% (half a row, rounded up) and 10% keep the best answer, r0 (defective); 20%: r0, r2;
