@@ -32,14 +32,14 @@ from align2.builders.capabilities import (
     score_capabilities,
     snake,
 )
-from align2.builders.demo_pool import DemoPoolConfig, build_demo_pool, write_demo_pool
 from align2.builders.pipeline import run_curation
 from align2.builders.quality import read_truth
 from align2.builders.select import Align2Selection, BudgetSelection
-from align2.builders.sources import LlavaJsonSource, load_canonical
-from align2.builders.validate import Quarantine, ValidationConfig
+from align2.data.sources import LlavaJsonSource, load_canonical
+from align2.data.validate import Quarantine, ValidationConfig
+from align2.demo.pool import DemoPoolConfig, build_demo_pool, write_demo_pool
+from align2.demo.reward_models import demo_reward_models
 from align2.embedded import SMOLLM2
-from align2.reward.demo_models import demo_reward_models
 from align2.reward.train import DEMO_ANSWER_TRAINING
 
 TARGET = 0.25

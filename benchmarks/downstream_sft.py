@@ -18,14 +18,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from align2.builders.demo_pool import DemoPoolConfig, build_demo_pool, write_demo_pool
 from align2.builders.pipeline import run_curation
 from align2.builders.recipe import Evaluate
 from align2.builders.select import Align2Selection, BudgetSelection
-from align2.builders.sources import LlavaJsonSource
+from align2.data.sources import LlavaJsonSource
+from align2.demo.pool import DemoPoolConfig, build_demo_pool, write_demo_pool
+from align2.demo.reward_models import demo_reward_models
 from align2.evaluate.compare import compare, settings_from
 from align2.evaluate.tiny_llava import embedded_base
-from align2.reward.demo_models import demo_reward_models
 
 TARGET_POINTS, TARGET_DEFECT_RATIO = 2.0, 0.33
 POLICIES = {

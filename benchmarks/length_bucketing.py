@@ -12,8 +12,8 @@ import time
 
 import numpy as np
 
-from align2.reward.backbones import build_backbone
-from align2.reward.scoring import score_texts
+from align2.models.backbones import build_backbone
+from align2.models.scoring import score_texts
 
 TARGET, TEXTS, BATCH = 1.5, 256, 32
 # LLaVA-Instruct-158k's mix: conversation 37% (short turns), detail 15% (a paragraph),

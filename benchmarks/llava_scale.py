@@ -42,9 +42,9 @@ def child(rows: int, work: Path, num_proc: int, stages: str) -> dict:
     from align2.builders.dedup import DedupConfig, find_duplicates
     from align2.builders.score import ScoringConfig, score_dataset
     from align2.builders.select import Align2Selection
-    from align2.builders.sources import LlavaJsonSource, load_canonical
     from align2.builders.styler import label_styles
-    from align2.builders.validate import Quarantine, ValidationConfig
+    from align2.data.sources import LlavaJsonSource, load_canonical
+    from align2.data.validate import Quarantine, ValidationConfig
 
     datasets.disable_progress_bars()
     run = work / f"run-{rows}-{num_proc}-{stages}"
@@ -89,9 +89,9 @@ def _in_child(rows: int, work: Path, num_proc: int, stages: str) -> dict:
 
 
 def _prepare(work: Path, rows: int) -> None:
-    from align2.builders.llava_shaped import LlavaShapedConfig, build_llava_shaped
-    from align2.builders.sources.llava_json import write_llava_json
-    from align2.reward.backbones import build_backbone
+    from align2.data.sources.llava_json import write_llava_json
+    from align2.demo.llava_shaped import LlavaShapedConfig, build_llava_shaped
+    from align2.models.backbones import build_backbone
 
     pool = build_llava_shaped(LlavaShapedConfig(rows=rows, seed=0), work / "images")
     write_llava_json(pool, work / "pool.json")

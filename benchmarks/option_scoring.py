@@ -16,10 +16,10 @@ import time
 import numpy as np
 import torch
 
-from align2.builders.demo_pool import DemoPoolConfig, build_demo_pool
 from align2.builders.llm_styler import LABELS, SYSTEM, style_prompt
+from align2.demo.pool import DemoPoolConfig, build_demo_pool
 from align2.embedded import SMOLLM2
-from align2.rewrite.generation import LLM, option_probabilities
+from align2.models.generation import LLM, option_probabilities
 
 TARGET, ROWS, BATCH = 1.5, 64, 8
 

@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from align2.demo.annotations import DemoAnnotationConfig, write_demo_annotations
+from align2.models.backbones import load_reward_model
 from align2.reward.annotations import PairingConfig, preference_pairs
-from align2.reward.backbones import load_reward_model
-from align2.reward.demo_annotations import DemoAnnotationConfig, write_demo_annotations
 from align2.reward.evaluate import evaluate_pairs
 from align2.reward.train import (
     DEMO_ANSWER_TRAINING,

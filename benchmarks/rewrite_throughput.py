@@ -22,10 +22,10 @@ import time
 import numpy as np
 import torch
 
-from align2.builders.demo_pool import DemoPoolConfig, build_demo_pool
-from align2.rewrite.generation import LLM, GenerationConfig, generate, generate_batch
+from align2.demo.pool import DemoPoolConfig, build_demo_pool
+from align2.models.generation import LLM, GenerationConfig, generate, generate_batch
+from align2.models.precision import generation_precision
 from align2.rewrite.guards import GuardConfig
-from align2.rewrite.precision import generation_precision
 from align2.rewrite.rewriter import _turns, render, token_budget
 
 PROMPTS, TARGET_SPEEDUP, TARGET_VS_RAW = 64, 4.0, 0.9

@@ -20,7 +20,7 @@ def child(rows: int, work: Path) -> None:
     import datasets
 
     from align2.builders.score import ScoringConfig, score_dataset
-    from align2.reward.backbones import build_backbone
+    from align2.models.backbones import build_backbone
 
     model = work / "tiny-text"
     if not model.exists():

@@ -10,11 +10,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from align2.builders.demo_pool import DemoPoolConfig, build_demo_pool, write_demo_pool
 from align2.builders.score import ScoringConfig, score_dataset
-from align2.builders.sources import LlavaJsonSource, load_canonical
-from align2.builders.validate import Quarantine, ValidationConfig
-from align2.reward.demo_models import demo_reward_models
+from align2.data.sources import LlavaJsonSource, load_canonical
+from align2.data.validate import Quarantine, ValidationConfig
+from align2.demo.pool import DemoPoolConfig, build_demo_pool, write_demo_pool
+from align2.demo.reward_models import demo_reward_models
 
 TARGET = 50.0
 

@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from scoring_rerun import demo_pool_dataset
 
-from align2.builders.schema import GPT, HUMAN
 from align2.builders.score import ScoringConfig, score_dataset
-from align2.reward.backbones import load_reward_model
-from align2.reward.demo_models import demo_reward_models
+from align2.data.schema import GPT, HUMAN
+from align2.demo.reward_models import demo_reward_models
+from align2.models.backbones import load_reward_model
 from align2.reward.templates import answer_text, question_text
 
 TARGET, BATCH = 0.90, 64

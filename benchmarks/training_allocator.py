@@ -33,7 +33,7 @@ print(json.dumps({"seconds": time.perf_counter() - start,
 
 
 def main() -> int:
-    from align2.reward.demo_annotations import DemoAnnotationConfig, write_demo_annotations
+    from align2.demo.annotations import DemoAnnotationConfig, write_demo_annotations
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300)

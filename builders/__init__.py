@@ -1,1 +1,2 @@
-"""Sources, the canonical schema, validation and quarantine, the demo pool, the ledger."""
+"""Curation stages (dedup, styles, scores, capabilities, selection) and the pipeline that runs
+them over a pool."""

@@ -31,10 +31,10 @@ import datasets
 import numpy as np
 from datasets.fingerprint import Hasher
 
-from align2.builders.schema import GPT, HUMAN, IMAGE_TOKEN
-from align2.builders.shards import map_in_shards
+from align2.data.schema import GPT, HUMAN, IMAGE_TOKEN
+from align2.data.shards import map_in_shards
 from align2.errors import Align2Error
-from align2.rewrite.generation import OptionReader
+from align2.models.generation import OptionReader
 
 CAPABILITIES = (
     "object spatial understanding",

@@ -23,7 +23,6 @@ from align2.builders.capabilities import (
     score_capabilities,
 )
 from align2.builders.dedup import DedupConfig, find_duplicates
-from align2.builders.ledger import Ledger
 from align2.builders.llm_styler import LLMStyler, LLMStylerConfig
 from align2.builders.score import ScoringConfig, score_dataset
 from align2.builders.select import (
@@ -34,10 +33,11 @@ from align2.builders.select import (
     select,
 )
 from align2.builders.styler import label_styles
+from align2.data.ledger import Ledger
+from align2.data.output import DROPPED_DECISION, KEPT_DECISION
 from align2.errors import Align2Error
 from align2.progress import stage_bar
 
-KEPT_DECISION, DROPPED_DECISION = "kept", "dropped"
 DECISION_FEATURES = {
     "decision": datasets.Value("string"),
     "reason": datasets.Value("string"),

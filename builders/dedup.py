@@ -35,7 +35,7 @@ import numpy as np
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 from PIL import Image
 
-from align2.builders.schema import IMAGE_TOKEN
+from align2.data.schema import IMAGE_TOKEN
 from align2.progress import stage_bar
 
 DUPLICATE_EXACT = "duplicate_exact"

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 from datasets.fingerprint import Hasher
 
-from align2.builders.schema import GPT, HUMAN, IMAGE_TOKEN
 from align2.builders.styler import STYLES
-from align2.rewrite.generation import OptionReader
+from align2.data.schema import GPT, HUMAN, IMAGE_TOKEN
+from align2.models.generation import OptionReader
 
 # What each style means, as the prompt tells the model (mmSSR's names, in STYLES' order).
 STYLE_MEANINGS = {

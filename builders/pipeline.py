@@ -12,7 +12,6 @@ import numpy as np
 
 from align2.builders.capabilities import CapabilityConfig
 from align2.builders.curate import (
-    KEPT_DECISION,
     Curation,
     CurationConfig,
     curate,
@@ -20,17 +19,27 @@ from align2.builders.curate import (
 )
 from align2.builders.dedup import DedupConfig
 from align2.builders.llm_styler import LLMStylerConfig
-from align2.builders.output import write_curation
 from align2.builders.quality import quality_report, read_truth, tradeoff_report
 from align2.builders.score import ScoringConfig
 from align2.builders.select import BudgetSelection, Selection
-from align2.builders.sources import Source, load_canonical
-from align2.builders.validate import Quarantine, ValidationConfig
+from align2.data.output import (
+    CANONICAL_FILE,
+    CURATED_FILE,
+    KEPT_DECISION,
+    LEDGER_FILE,
+    MODELS_FILE,
+    QUALITY_FILE,
+    SCORED_FILE,
+    SELECTION_FILE,
+    write_json,
+    write_parquet,
+)
+from align2.data.sources import Source, load_canonical
+from align2.data.validate import Quarantine, ValidationConfig
 from align2.errors import Align2Error
-from align2.reward.backbones import check_model
+from align2.models.backbones import check_model
 
 QUARANTINE_FILE = "quarantine.jsonl"
-CANONICAL_FILE = "work/canonical.arrow"  # the validated pool, memory-mapped
 
 
 @dataclass
@@ -56,8 +65,8 @@ def run_curation(
     sources: Sequence[Source],
     out: Path,
     selection: Selection,
-    question_model: str | None = None,
-    answer_model: str | None = None,
+    question_model: str,
+    answer_model: str,
     question_revision: str | None = None,
     answer_revision: str | None = None,
     dedup: DedupConfig | None = DEFAULT_DEDUP,  # None: no dedup
@@ -70,19 +79,11 @@ def run_curation(
     num_proc: int | None = None,  # processes for validation and dedup; None: every core
     capabilities: CapabilityConfig | None = None,  # None: no capability scores
 ) -> CurationRun:
-    """Models default to the embedded demo reward models (trained once, cached)."""
     num_proc = num_proc or os.cpu_count() or 1
     if capabilities is not None and not isinstance(selection, BudgetSelection):
         raise Align2Error("capability scores are read by the `budget` policy only")
     for what, model in (("question model", question_model), ("answer model", answer_model)):
-        if model is not None:
-            check_model(model, what)
-    if question_model is None or answer_model is None:
-        from align2.reward.demo_models import demo_reward_models
-
-        demo_question, demo_answer = demo_reward_models()
-        question_model = question_model or str(demo_question)
-        answer_model = answer_model or str(demo_answer)
+        check_model(model, what)
     out = Path(out)
     provenance = [source.provenance() for source in sources]  # what is about to be read
     quarantine = Quarantine(path=out / QUARANTINE_FILE)
@@ -133,3 +134,24 @@ def run_curation(
     return CurationRun(
         curation, quality, paths, (question_model, answer_model), provenance, quarantine
     )
+
+
+def write_curation(
+    curation: Curation, out: Path, models: dict, quality: dict | None = None
+) -> dict:
+    """The kept rows (images embedded), every row's scores and decision (no image bytes),
+    the ledger, the reward models used and, when ground truth exists, the quality report.
+    Returns the paths."""
+    out = Path(out)
+    paths = {
+        "curated": write_parquet(curation.kept, out / CURATED_FILE),
+        "scored": write_parquet(
+            curation.scored.remove_columns("image"), out / SCORED_FILE, embed_images=False
+        ),
+        "ledger": write_json(curation.ledger.to_dict(), out / LEDGER_FILE),
+        "models": write_json(models, out / MODELS_FILE),
+        "selection": write_json(curation.selection, out / SELECTION_FILE),
+    }
+    if quality is not None:
+        paths["quality"] = write_json(quality, out / QUALITY_FILE)
+    return {name: str(path) for name, path in paths.items()}

@@ -16,8 +16,8 @@ import pyarrow as pa
 import torch
 from datasets.table import InMemoryTable
 
-from align2.builders.output import write_parquet
 from align2.builders.score import SCORE_FEATURES, ConversationScorer, ScoringConfig
+from align2.data.output import write_parquet
 from align2.errors import Align2Error
 
 SHARD_ROWS = 4096

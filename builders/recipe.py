@@ -24,8 +24,8 @@ from pydantic import (
 from align2.builders.capabilities import CapabilityConfig
 from align2.builders.llm_styler import LLMStylerConfig
 from align2.builders.score import ScoringConfig
-from align2.builders.sources import HFDatasetSource, LlavaJsonSource
-from align2.builders.validate import ValidationConfig
+from align2.data.sources import HFDatasetSource, LlavaJsonSource
+from align2.data.validate import ValidationConfig
 from align2.cards.hub_licenses import HUB_LICENSES
 from align2.errors import Align2Error
 from align2.evaluate.sft import SFTSettings

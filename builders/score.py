@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from datasets.fingerprint import Hasher
 
-from align2.builders.schema import FEATURES, GPT, HUMAN
-from align2.builders.shards import map_in_shards
-from align2.reward.backbones import Backbone, load_reward_model, model_fingerprint
-from align2.reward.scoring import score_texts, use_bf16
+from align2.data.schema import FEATURES, GPT, HUMAN
+from align2.data.shards import map_in_shards
+from align2.models.backbones import Backbone, load_reward_model, model_fingerprint
+from align2.models.scoring import score_texts, use_bf16
 from align2.reward.templates import answer_text, question_text
 
 SCORES_FORMAT = 3  # bump when what a shard holds changes: old cache files stop matching

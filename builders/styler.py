@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from align2.builders.schema import IMAGE_TOKEN
+from align2.data.schema import IMAGE_TOKEN
 
 STYLES = (
     "multi-choice",

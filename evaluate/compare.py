@@ -127,9 +127,7 @@ def load_curation(curation: Path):
     import datasets
     import pyarrow.parquet as pq
 
-    from align2.builders.curate import KEPT_DECISION
-    from align2.builders.output import SCORED_FILE
-    from align2.builders.pipeline import CANONICAL_FILE
+    from align2.data.output import CANONICAL_FILE, KEPT_DECISION, SCORED_FILE
     from align2.errors import Align2Error
 
     curation = Path(curation)

@@ -40,7 +40,7 @@ class Question:
 def test_questions() -> tuple[Question, ...]:
     """easy-VQA's 9,673 test questions, asked as the demo pool asks (first letter capital).
     Read once per process: every run of a comparison is read on them."""
-    from align2.builders.demo_pool import easy_vqa_split, image_facts
+    from align2.demo.pool import easy_vqa_split, image_facts
     from align2.rewrite.claims import term
 
     questions, paths = easy_vqa_split("test")
@@ -180,7 +180,7 @@ def _answer_slot(reply: str, question: str) -> str:
     """`reply` up to its first word of the kind `question` asks for (a yes or no, a colour,
     a shape; read from the question's wording), the space before it left to the word; ""
     when that word opens the reply or the reply says none."""
-    from align2.builders.demo_pool import COLORS, SHAPES
+    from align2.demo.pool import COLORS, SHAPES
 
     asked = question.lower()
     if re.match(r"(is|are|does|do)\b", asked):
@@ -192,7 +192,7 @@ def _answer_slot(reply: str, question: str) -> str:
 
 
 def _kind(answer: str) -> str:
-    from align2.builders.demo_pool import COLORS
+    from align2.demo.pool import COLORS
 
     return "yes_no" if answer in ("yes", "no") else "color" if answer in COLORS else "shape"
 

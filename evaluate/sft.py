@@ -26,7 +26,7 @@ def messages_dataset(ids: list[str], conversations: list[list[dict]], images: li
     """LLaVA-style rows as the `messages` export holds them (one image each)."""
     import datasets
 
-    from align2.builders.exports import MESSAGE_FEATURES, to_messages
+    from align2.data.exports import MESSAGE_FEATURES, to_messages
 
     def image(value):
         return {"path": str(value), "bytes": None} if isinstance(value, (str, Path)) else value

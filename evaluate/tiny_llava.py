@@ -90,14 +90,7 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int):
 def build_tiny_llava(config: TinyLlavaConfig, corpus: Iterable[str], folder: Path) -> Path:
     """Save a randomly initialised tiny LLaVA and its processor to `folder`."""
     import torch
-    from transformers import (
-        LevitConfig,
-        LlamaConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        LlavaProcessor,
-        SiglipImageProcessor,
-    )
+    from transformers import LlavaForConditionalGeneration, LlavaProcessor, SiglipImageProcessor
 
     tokenizer = train_tokenizer(corpus, config.vocab_size)
     size = {"height": config.image_size, "width": config.image_size}
@@ -112,6 +105,20 @@ def build_tiny_llava(config: TinyLlavaConfig, corpus: Iterable[str], folder: Pat
         vision_feature_select_strategy="full",
         chat_template=CHAT_TEMPLATE,
     )
+    llava = _llava_config(config, tokenizer)
+    torch.manual_seed(config.seed)
+    model = LlavaForConditionalGeneration(llava)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return Path(folder)
+
+
+def _llava_config(config: TinyLlavaConfig, tokenizer):
+    """LeViT tower + Llama text model, as LLaVA wires them."""
+    from transformers import LevitConfig, LlamaConfig, LlavaConfig
+
     vision = LevitConfig(
         image_size=config.image_size,
         patch_size=16,
@@ -143,13 +150,7 @@ def build_tiny_llava(config: TinyLlavaConfig, corpus: Iterable[str], folder: Pat
         vision_feature_layer=-1,
         tie_word_embeddings=True,
     )
-    torch.manual_seed(config.seed)
-    model = LlavaForConditionalGeneration(llava)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return Path(folder)
+    return llava
 
 
 def pretrain_vision(folder: Path, images: list, labels: list[int], config: TinyLlavaConfig) -> dict:
@@ -207,7 +208,7 @@ def embedded_base(config: TinyLlavaConfig = TinyLlavaConfig(), cache: Path | Non
 def _build_base(config: TinyLlavaConfig, out: Path) -> None:
     from PIL import Image
 
-    from align2.builders.demo_pool import (
+    from align2.demo.pool import (
         COLORS,
         SHAPES,
         DemoPoolConfig,

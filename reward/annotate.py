@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from align2.builders.schema import GPT, HUMAN, IMAGE_TOKEN
+from align2.data.schema import GPT, HUMAN, IMAGE_TOKEN
 from align2.errors import Align2Error
 from align2.reward.annotation_files import (
     ANNOTATIONS_FOLDER,

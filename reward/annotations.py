@@ -24,8 +24,8 @@ from typing import Any
 import datasets
 from datasets import Features, Image, Value
 
-from align2.builders.sources.llava_json import read_json_records
-from align2.builders.validate import (
+from align2.data.sources.llava_json import read_json_records
+from align2.data.validate import (
     Problem,
     Quarantine,
     RawRecord,

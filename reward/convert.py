@@ -89,7 +89,7 @@ def convert_llava_checkpoint(
     `kind` (question | answer) reward model (safetensors, the base's processor) to `out`."""
     from transformers import AutoModelForSequenceClassification, AutoProcessor
 
-    from align2.reward import llava  # noqa: F401 (registers the LLaVA sequence classifier)
+    from align2.models import llava  # noqa: F401 (registers the LLaVA sequence classifier)
 
     checkpoint, out = Path(checkpoint), Path(out)
     lora, scale = _adapter(checkpoint)

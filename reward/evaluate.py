@@ -7,8 +7,8 @@ from collections import defaultdict
 import datasets
 import numpy as np
 
-from align2.reward.backbones import Backbone
-from align2.reward.scoring import score_texts
+from align2.models.backbones import Backbone
+from align2.models.scoring import score_texts
 from align2.reward.templates import render_pairs
 
 

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from align2.cards.model_card import write_reward_model_card
+from align2.models.backbones import load_reward_model
 from align2.reward.annotations import PairingConfig, preference_pairs
-from align2.reward.backbones import load_reward_model
 from align2.reward.evaluate import evaluate_pairs
 from align2.reward.train import METADATA_FILE, RewardTrainingConfig, train_reward_model
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from align2.builders.schema import IMAGE_TOKEN
+from align2.data.schema import IMAGE_TOKEN
 
 QUESTION, ANSWER = "question", "answer"
 KINDS = (QUESTION, ANSWER)

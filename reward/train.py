@@ -21,8 +21,8 @@ import torch
 from trl import RewardConfig, RewardTrainer
 
 from align2.errors import Align2Error
-from align2.reward.backbones import Backbone, build_backbone
-from align2.reward.scoring import cut_to_tokens, truncate_ids
+from align2.models.backbones import Backbone, build_backbone
+from align2.models.scoring import cut_to_tokens, truncate_ids
 from align2.reward.templates import KINDS, render_pairs
 from align2.reward.trainer import (
     CenteringSchedule,
@@ -213,17 +213,45 @@ def train_reward_model(
     # (`[:]` reads the column as one list; numpy iterating a `Column` took 3 s.)
     pairs = pairs.select(np.flatnonzero(np.asarray(pairs["kind"][:]) == config.kind))
     if len(pairs) == 0:
-        raise ValueError(f"no {config.kind} pairs to train on")
+        raise Align2Error(
+            f"no {config.kind} pairs to train on: no {config.kind} item has candidates with "
+            "different scores"
+        )
     backbone = build_backbone(
         config.backbone,
         seed=config.seed,
         trust_remote_code=config.trust_remote_code,
         **dict(config.backbone_config),
     )
+    args = _training_args(config, output_dir)
+    train_set, truncated = _training_set(pairs, config, backbone, args)
+    trainer = _trainer(backbone, config, args, train_set)
+    too_long = _left_out_as_too_long(train_set, trainer, config)
+    trainer.train()
+    model = trainer.model
+    if config.lora_r is not None:
+        model = model.merge_and_unload()  # one self-contained safetensors model to score with
+    model.save_pretrained(output_dir, safe_serialization=True)
+    backbone.save_preprocessing(output_dir)
+    trainer.create_model_card(model_name=Path(output_dir).name)
+    metadata = {
+        "kind": config.kind,
+        "training": asdict(config),
+        **(provenance or {}),
+        "train_pairs": len(pairs),
+        "pairs_over_max_length": too_long,  # left out
+        "pairs_truncated": truncated,
+        "log": [e for e in trainer.state.log_history if "loss" in e],
+    }
+    (Path(output_dir) / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+    return Path(output_dir)
+
+
+def _training_args(config: RewardTrainingConfig, output_dir: Path) -> RewardConfig:
     cuda = torch.cuda.is_available()
     if not cuda:
         keep_freed_memory()
-    args = RewardConfig(
+    return RewardConfig(
         output_dir=str(output_dir),
         max_steps=config.max_steps,
         per_device_train_batch_size=config.batch_size,
@@ -243,6 +271,10 @@ def train_reward_model(
         dataloader_num_workers=0,
         train_sampling_strategy="sequential" if config.curriculum else "random",
     )
+
+
+def _training_set(pairs, config: RewardTrainingConfig, backbone, args: RewardConfig):
+    """(the prepared pairs, how many were cut to max_length)."""
     train_set = pairs
     if config.curriculum:
         # Read in order, so training takes exactly the order's first rows: prepare only those
@@ -267,6 +299,11 @@ def train_reward_model(
             len(train_set),
             config.max_length,
         )
+    return train_set, truncated
+
+
+def _trainer(backbone, config: RewardTrainingConfig, args: RewardConfig, train_set):
+    """TRL's RewardTrainer, or its vision subclass with the collator the backbone reads."""
     if backbone.processor is not None:
         trainer_cls = VisionRewardTrainer
         collator = ProcessorPreferenceCollator(backbone.processor_inputs)
@@ -277,21 +314,23 @@ def train_reward_model(
         )
     else:
         trainer_cls, collator = RewardTrainer, None
-    trainer = trainer_cls(
+    schedule = config.center_rewards_schedule
+    return trainer_cls(
         model=backbone.model,
         args=args,
         train_dataset=train_set,
         processing_class=backbone.tokenizer,
         data_collator=collator,
         peft_config=_peft_config(config),
-        callbacks=[
-            CenteringSchedule(config.center_rewards_coefficient, config.center_rewards_schedule)
-        ]
-        if config.center_rewards_schedule
+        callbacks=[CenteringSchedule(config.center_rewards_coefficient, schedule)]
+        if schedule
         else None,
     )
-    # TRL leaves out pairs longer than max_length (image tokens count): say so, and refuse
-    # to train on nothing.
+
+
+def _left_out_as_too_long(train_set, trainer, config: RewardTrainingConfig) -> int:
+    """TRL leaves out pairs longer than max_length (image tokens count): say so, and refuse
+    to train on nothing."""
     too_long = len(train_set) - len(trainer.train_dataset)
     if too_long == len(train_set):
         raise Align2Error(
@@ -306,24 +345,7 @@ def train_reward_model(
             len(train_set),
             config.max_length,
         )
-    trainer.train()
-    model = trainer.model
-    if config.lora_r is not None:
-        model = model.merge_and_unload()  # one self-contained safetensors model to score with
-    model.save_pretrained(output_dir, safe_serialization=True)
-    backbone.save_preprocessing(output_dir)
-    trainer.create_model_card(model_name=Path(output_dir).name)
-    metadata = {
-        "kind": config.kind,
-        "training": asdict(config),
-        **(provenance or {}),
-        "train_pairs": len(pairs),
-        "pairs_over_max_length": too_long,  # left out
-        "pairs_truncated": truncated,
-        "log": [e for e in trainer.state.log_history if "loss" in e],
-    }
-    (Path(output_dir) / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
-    return Path(output_dir)
+    return too_long
 
 
 # The embedded demo: tiny-vlm reward models on the easy-VQA demo annotations, each trained in

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from align2.builders.schema import IMAGE_TOKEN
+from align2.data.schema import IMAGE_TOKEN
 from align2.rewrite.claims import (
     changed_claim,
     colours,

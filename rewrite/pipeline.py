@@ -9,7 +9,7 @@ from pathlib import Path
 
 import datasets
 
-from align2.builders.output import CURATED_FILE, MODELS_FILE, write_json, write_parquet
+from align2.data.output import CURATED_FILE, MODELS_FILE, write_json, write_parquet
 from align2.errors import Align2Error
 from align2.rewrite.rewriter import RewriteConfig, rewrite_dataset
 

@@ -24,9 +24,8 @@ import datasets
 import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from align2.builders.schema import GPT, HUMAN, IMAGE_TOKEN
-from align2.rewrite.claims import polarity
-from align2.rewrite.generation import (
+from align2.data.schema import GPT, HUMAN, IMAGE_TOKEN
+from align2.models.generation import (
     LLM,
     GenerationCache,
     GenerationConfig,
@@ -34,8 +33,9 @@ from align2.rewrite.generation import (
     generate,
     option_probabilities,
 )
+from align2.models.precision import generation_precision
+from align2.rewrite.claims import polarity
 from align2.rewrite.guards import ACCEPTED, GuardConfig, check_rewrite
-from align2.rewrite.precision import generation_precision
 
 REVIEWED_OUT, UNCHANGED, SKIPPED = "reviewed_out", "unchanged", "skipped"
 REWRITE_FEATURES = {
@@ -201,8 +201,8 @@ def _generate_rewrites(llm: LLM, turns: list[_Turn], config: RewriteConfig, cach
 def _guard_reward_drop(turns, rewrites, decisions, config: RewriteConfig, images_of) -> dict:
     """Score the answers that passed the rules, original and rewrite, with the answer reward
     model; refuse (in `decisions`) those it scores more than `max_reward_drop` lower."""
-    from align2.reward.backbones import load_reward_model
-    from align2.reward.scoring import score_texts
+    from align2.models.backbones import load_reward_model
+    from align2.models.scoring import score_texts
     from align2.reward.templates import answer_text
 
     scored = [i for i, d in enumerate(decisions) if d == ACCEPTED and turns[i].role == GPT]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from align2.builders.schema import GPT, HUMAN
+from align2.data.schema import GPT, HUMAN
 from align2.rewrite.claims import COLOURS, SHAPES, polarity, read_claims, term
 
 VISUAL = frozenset(term(w) for w in COLOURS | SHAPES)

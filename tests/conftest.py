@@ -77,7 +77,7 @@ def lively_lm(tiny_lm, tmp_path_factory):
 # Tiny random reward models saved as folders: the scoring path loads them exactly as it loads
 # trained ones.
 def save_tiny_vlm(folder, seed):
-    from align2.reward.backbones import build_backbone
+    from align2.models.backbones import build_backbone
 
     backbone = build_backbone("tiny-vlm", seed=seed)
     backbone.model.save_pretrained(folder)
@@ -94,7 +94,7 @@ def tiny_models(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def small_pool(tmp_path_factory):
-    from align2.builders.demo_pool import DemoPoolConfig, build_demo_pool, write_demo_pool
+    from align2.demo.pool import DemoPoolConfig, build_demo_pool, write_demo_pool
 
     out = tmp_path_factory.mktemp("pool")
     write_demo_pool(build_demo_pool(DemoPoolConfig(split="test", size=60, seed=5)), out)
@@ -108,7 +108,7 @@ def tiny_llava(tmp_path_factory):
     from PIL import Image
     from transformers import AutoModelForImageTextToText
 
-    from align2.builders.demo_pool import DemoPoolConfig, build_demo_pool
+    from align2.demo.pool import DemoPoolConfig, build_demo_pool
     from align2.evaluate.tiny_llava import TinyLlavaConfig, build_tiny_llava, pretrain_vision
 
     pool_rows = build_demo_pool(DemoPoolConfig(split="train", size=48, seed=3))

@@ -117,7 +117,7 @@ def canonical_dataset(rows: list[dict], source: str = "test"):
     """Canonical rows as a `Dataset`; `source_id` and `source` are filled in where absent."""
     import datasets
 
-    from align2.builders.schema import FEATURES
+    from align2.data.schema import FEATURES
 
     filled = [
         {"source_id": r["id"], "source": source, **{k: v for k, v in r.items() if k in FEATURES}}
@@ -141,8 +141,8 @@ def run_align2(*args, cwd=None):
 def build_locally(recipe_path: Path, tmp_path: Path, work_root: Path | None = None, **kwargs):
     """`build_release` of a recipe file into the local hub `tmp_path/hub`."""
     from align2.builders.recipe import load_recipe
-    from align2.builders.release import build_release, recipe_yaml
-    from align2.builders.targets import LocalHub
+    from align2.publish.release import build_release, recipe_yaml
+    from align2.publish.targets import LocalHub
 
     recipe = load_recipe(recipe_path)
     return build_release(

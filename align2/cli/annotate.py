@@ -27,8 +27,8 @@ def prepare_command(
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same folder.")] = 0,
 ) -> None:
     """Draw rows and write their question and answer candidates, origins kept apart."""
-    from align2.builders.sources import load_canonical
-    from align2.builders.validate import Quarantine, ValidationConfig
+    from align2.data.sources import load_canonical
+    from align2.data.validate import Quarantine, ValidationConfig
     from align2.reward.annotate import prepare
 
     pool = sources.sources_from_options(llava_json, image_folder, dataset, split, revision, False)

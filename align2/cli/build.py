@@ -24,8 +24,8 @@ def build_command(
 ) -> None:
     """Curate, rewrite and publish as the recipe says."""
     from align2.builders.recipe import load_recipe
-    from align2.builders.release import build_release, recipe_yaml
-    from align2.builders.targets import parse_target
+    from align2.publish.release import build_release, recipe_yaml
+    from align2.publish.targets import parse_target
 
     spec = load_recipe(recipe, version=version)  # the recipe's rules for the command's version
     publish_to = parse_target(target or spec.target, Path.cwd())
@@ -50,7 +50,7 @@ def checkout_command(
     ] = None,
 ) -> None:
     """A working copy of an older release, loadable with datasets.load_dataset(folder)."""
-    from align2.builders.targets import LocalHub
+    from align2.publish.targets import LocalHub
 
     folder = LocalHub(hub).checkout(name, version, out or Path(f"{name}-{version}"))
     typer.echo(f"{name} {version} is in {folder}")

@@ -11,8 +11,7 @@ from typing import Annotated
 import typer
 
 from align2.cli import sources
-
-DEMO_MODELS = "demo"
+from align2.demo.reward_models import DEMO_MODELS, resolve_reward_models
 
 
 def curate_command(
@@ -76,7 +75,7 @@ def curate_command(
     from align2.builders.pipeline import run_curation
     from align2.builders.recipe import Selection, checked
     from align2.builders.select import make_policy
-    from align2.builders.validate import ValidationConfig
+    from align2.data.validate import ValidationConfig
 
     options = dict(
         question_ratio=question_ratio,
@@ -95,11 +94,12 @@ def curate_command(
     pool = sources.sources_from_options(
         llava_json, image_folder, dataset, split, revision, streaming
     )
+    question_model, answer_model = resolve_reward_models(question_model, answer_model)
     result = run_curation(
         sources=pool,
         out=out,
-        question_model=None if question_model == DEMO_MODELS else question_model,
-        answer_model=None if answer_model == DEMO_MODELS else answer_model,
+        question_model=question_model,
+        answer_model=answer_model,
         selection=make_policy(policy, **selection.model_dump(exclude={"policy"})),
         dedup=DedupConfig() if dedup else None,
         truth=truth,

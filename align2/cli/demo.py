@@ -25,7 +25,7 @@ def pool(
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same files.")] = 0,
 ) -> None:
     """Write a LLaVA-style machine-generated pool with controlled defects."""
-    from align2.builders.demo_pool import DemoPoolConfig, build_demo_pool, write_demo_pool
+    from align2.demo.pool import DemoPoolConfig, build_demo_pool, write_demo_pool
 
     try:
         config = DemoPoolConfig(split=split.value, size=size, defect_rate=defect_rate, seed=seed)
@@ -48,7 +48,7 @@ def annotations(
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same files.")] = 0,
 ) -> None:
     """Write demo preference annotations in the seed's format (stand-ins for human labels)."""
-    from align2.reward.demo_annotations import DemoAnnotationConfig, write_demo_annotations
+    from align2.demo.annotations import DemoAnnotationConfig, write_demo_annotations
 
     config = DemoAnnotationConfig(
         split=split.value, size=size, questions_per_image=questions_per_image, seed=seed

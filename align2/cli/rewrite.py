@@ -37,7 +37,7 @@ def rewrite_command(
     ] = None,
 ) -> None:
     """Rewrite each kept question and answer in the inner LLM's words."""
-    from align2.rewrite.generation import GenerationConfig
+    from align2.models.generation import GenerationConfig
     from align2.rewrite.guards import GuardConfig
     from align2.rewrite.pipeline import run_rewrite
     from align2.rewrite.rewriter import RewriteConfig

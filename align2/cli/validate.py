@@ -30,8 +30,8 @@ def validate_command(
     strict: Annotated[bool, typer.Option(help="Exit 1 when any row is quarantined.")] = False,
 ) -> None:
     """Validate every row; bad rows are quarantined with a reason, never lost."""
-    from align2.builders.sources import validate_source
-    from align2.builders.validate import ValidationConfig
+    from align2.data.sources import validate_source
+    from align2.data.validate import ValidationConfig
 
     config = ValidationConfig(max_image_pixels=max_image_pixels, unique_ids=unique_ids.value)
     quarantine = quarantine or report.with_name(report.stem + ".quarantine.jsonl")

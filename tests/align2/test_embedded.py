@@ -5,8 +5,8 @@ import time
 import pytest
 
 from align2.embedded import cache_dir, smollm2_model_path
-from align2.reward.backbones import build_backbone
-from align2.reward.scoring import score_texts
+from align2.models.backbones import build_backbone
+from align2.models.scoring import score_texts
 
 
 @pytest.mark.slow

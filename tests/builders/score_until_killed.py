@@ -4,8 +4,8 @@ import sys
 from pathlib import Path
 
 from align2.builders.score import ScoringConfig, score_dataset
-from align2.builders.sources import LlavaJsonSource, load_canonical
-from align2.builders.validate import Quarantine, ValidationConfig
+from align2.data.sources import LlavaJsonSource, load_canonical
+from align2.data.validate import Quarantine, ValidationConfig
 
 if __name__ == "__main__":
     pool, question, answer, cache = sys.argv[1:5]

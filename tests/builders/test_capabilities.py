@@ -161,7 +161,7 @@ def test_a_vision_scorer_sees_the_image_and_reads_what_a_plain_forward_reads(tmp
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from align2.builders.capabilities import vision_chat
-    from align2.builders.demo_pool import DemoPoolConfig, build_demo_pool
+    from align2.demo.pool import DemoPoolConfig, build_demo_pool
 
     rows = build_demo_pool(DemoPoolConfig(split="test", size=3, seed=2, defect_rate=0.0))
     dataset = canonical_dataset(rows)

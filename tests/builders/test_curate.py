@@ -8,11 +8,11 @@ import datasets
 import pytest
 
 from align2.builders.curate import CurationConfig, curate
-from align2.builders.ledger import Ledger
 from align2.builders.pipeline import run_curation
 from align2.builders.score import ScoringConfig
 from align2.builders.select import Align2Selection, BudgetSelection, make_policy
-from align2.builders.sources import LlavaJsonSource
+from align2.data.ledger import Ledger
+from align2.data.sources import LlavaJsonSource
 from align2.errors import Align2Error
 
 
@@ -78,8 +78,8 @@ def test_unknown_policy_and_options_name_what_is_allowed():
 
 @pytest.mark.slow
 def test_ray_and_local_engines_keep_the_same_rows(tmp_path, small_pool, tiny_models):
-    from align2.builders.sources import LlavaJsonSource, load_canonical
-    from align2.builders.validate import Quarantine, ValidationConfig
+    from align2.data.sources import LlavaJsonSource, load_canonical
+    from align2.data.validate import Quarantine, ValidationConfig
 
     images = small_pool / "images"
     source = LlavaJsonSource(small_pool / "llava_pool.json", images)

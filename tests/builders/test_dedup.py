@@ -117,8 +117,8 @@ def test_a_repeated_llava_id_on_an_identical_row_is_an_exact_duplicate(
 ):
     from helpers import llava_row
 
-    from align2.builders.sources import LlavaJsonSource, load_canonical
-    from align2.builders.validate import Quarantine, ValidationConfig
+    from align2.data.sources import LlavaJsonSource, load_canonical
+    from align2.data.validate import Quarantine, ValidationConfig
 
     # One image's rows share its id: a different row is kept, an identical one is dedup's.
     rows = [llava_row("33471"), llava_row("33471", answer="Blue."), llava_row("33471")]

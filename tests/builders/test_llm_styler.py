@@ -14,12 +14,12 @@ from safetensors.torch import load_file, save_file
 from align2.builders.llm_styler import LLMStyler, LLMStylerConfig, style_prompt
 from align2.builders.pipeline import run_curation
 from align2.builders.recipe import load_recipe
-from align2.builders.release import build_release, recipe_yaml
 from align2.builders.select import Align2Selection
-from align2.builders.sources import LlavaJsonSource
 from align2.builders.styler import STYLES
-from align2.builders.targets import LocalHub
+from align2.data.sources import LlavaJsonSource
 from align2.errors import Align2Error
+from align2.publish.release import build_release, recipe_yaml
+from align2.publish.targets import LocalHub
 
 
 def turns(question: str, answer: str) -> list[dict]:

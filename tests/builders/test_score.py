@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from helpers import save_tiny_hub_vlm
 
-from align2.builders.demo_pool import DemoPoolConfig, build_demo_pool, write_demo_pool
-from align2.builders.schema import FEATURES
 from align2.builders.score import ScoringConfig, score_dataset
-from align2.builders.sources import LlavaJsonSource, load_canonical
-from align2.builders.validate import Quarantine, ValidationConfig
-from align2.reward.backbones import build_backbone, load_reward_model
-from align2.reward.scoring import score_texts
+from align2.data.schema import FEATURES
+from align2.data.sources import LlavaJsonSource, load_canonical
+from align2.data.validate import Quarantine, ValidationConfig
+from align2.demo.pool import DemoPoolConfig, build_demo_pool, write_demo_pool
+from align2.models.backbones import build_backbone, load_reward_model
+from align2.models.scoring import score_texts
 from align2.reward.templates import answer_text, question_text
 
 HERE = Path(__file__).parent

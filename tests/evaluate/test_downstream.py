@@ -10,7 +10,7 @@ from helpers import build_locally, release_recipe, run_align2
 from transformers import AutoModelForImageTextToText, AutoProcessor
 from trl.data_utils import prepare_multimodal_messages
 
-from align2.builders.demo_pool import DemoPoolConfig, build_demo_pool
+from align2.demo.pool import DemoPoolConfig, build_demo_pool
 from align2.evaluate import easyvqa
 from align2.evaluate.sft import SFTSettings, messages_dataset, train_sft
 

@@ -6,15 +6,15 @@ import random
 import pytest
 from helpers import write_png
 
-from align2.builders.validate import Quarantine
-from align2.errors import SourceError
-from align2.reward.annotations import PairingConfig, corrupt, preference_pairs
-from align2.reward.demo_annotations import (
+from align2.data.validate import Quarantine
+from align2.demo.annotations import (
     ANSWER_RUBRIC,
     QUESTION_RUBRIC,
     DemoAnnotationConfig,
     build_demo_annotations,
 )
+from align2.errors import SourceError
+from align2.reward.annotations import PairingConfig, corrupt, preference_pairs
 
 NO_AUGMENT = PairingConfig(augment_p=0.0)
 

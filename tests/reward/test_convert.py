@@ -143,8 +143,8 @@ def _original_forward(wrapped, processor, text, image):
 def test_a_converted_checkpoint_scores_as_the_original(tmp_path):
     from transformers import LlavaForConditionalGeneration
 
-    from align2.reward.backbones import load_reward_model
-    from align2.reward.scoring import score_texts
+    from align2.models.backbones import load_reward_model
+    from align2.models.scoring import score_texts
     from align2.reward.templates import answer_text
 
     config, processor = _tiny_llava_hf_base(tmp_path / "base")

@@ -13,11 +13,11 @@ from safetensors.torch import load_file
 from transformers import AutoModelForImageTextToText
 
 from align2.errors import Align2Error
+from align2.models.backbones import build_backbone, load_reward_model
+from align2.models.scoring import score_texts
 from align2.reward.annotations import PREFERENCE_FEATURES
-from align2.reward.backbones import build_backbone, load_reward_model
 from align2.reward.evaluate import evaluate_pairs
 from align2.reward.pipeline import train_and_evaluate
-from align2.reward.scoring import score_texts
 from align2.reward.templates import answer_text
 from align2.reward.train import (
     DEMO_BACKBONE,

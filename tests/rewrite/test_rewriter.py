@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from helpers import canonical_dataset
 
-from align2.builders.demo_pool import DemoPoolConfig, build_demo_pool
-from align2.rewrite import generation
-from align2.rewrite.generation import GenerationCache, GenerationConfig
+from align2.demo.pool import DemoPoolConfig, build_demo_pool
+from align2.models import generation
+from align2.models.generation import GenerationCache, GenerationConfig
 from align2.rewrite.rewriter import RewriteConfig, rewrite_dataset, rewrite_report
 from align2.rewrite.truth import rewrite_truth_report
 
@@ -101,7 +101,7 @@ def test_questions_can_be_left_alone(tmp_path, tiny_lm):
 def test_a_batch_sharing_a_prefix_generates_what_each_prompt_alone_does(tiny_lm):
     import torch
 
-    from align2.rewrite.generation import LLM, generate_batch, shared_prefix
+    from align2.models.generation import LLM, generate_batch, shared_prefix
 
     llm = LLM(tiny_lm)
     model, tokenizer = llm.load()
@@ -126,7 +126,7 @@ def test_a_batch_sharing_a_prefix_generates_what_each_prompt_alone_does(tiny_lm)
 def test_option_probabilities_of_a_shared_prefix_batch_match_each_prompt_alone(lively_lm):
     import torch
 
-    from align2.rewrite.generation import LLM, option_probabilities
+    from align2.models.generation import LLM, option_probabilities
 
     llm = LLM(lively_lm)
     model, tokenizer = llm.load()
@@ -149,7 +149,7 @@ def test_option_probabilities_of_a_shared_prefix_batch_match_each_prompt_alone(l
 def test_answer_nll_is_the_teacher_forced_loss_of_each_answer_alone(tiny_lm):
     import torch
 
-    from align2.rewrite.generation import LLM, answer_nll
+    from align2.models.generation import LLM, answer_nll
 
     llm = LLM(tiny_lm)
     model, tokenizer = llm.load()
@@ -172,8 +172,8 @@ def test_answer_nll_is_the_teacher_forced_loss_of_each_answer_alone(tiny_lm):
 
 
 def test_the_answer_model_refuses_a_rewrite_it_scores_much_lower(tiny_models):
-    from align2.reward.backbones import load_reward_model
-    from align2.reward.scoring import score_texts
+    from align2.models.backbones import load_reward_model
+    from align2.models.scoring import score_texts
     from align2.reward.templates import answer_text
     from align2.rewrite.guards import ACCEPTED, GuardConfig
     from align2.rewrite.rewriter import _guard_reward_drop, _turns

@@ -1,0 +1,1 @@
+"""Releases: a curation rewritten, exported, carded and published to a target as one transaction."""
