@@ -24,6 +24,7 @@ from align2.reward.annotation_files import (
     read_tasks,
     save,
 )
+from align2.reward.annotation_sync import SYNC_EVERY_S, start_sync
 
 START = 0.5  # where every slider starts
 KEYS = """
@@ -113,15 +114,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--annotator", required=True)
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--sync-to", metavar="ORG/NAME", help="a Hub dataset repo to commit to")
+    parser.add_argument("--sync-every", type=float, default=SYNC_EVERY_S, metavar="SECONDS")
     args = parser.parse_args(argv)
     app = build_app(args.folder, args.annotator)
-    app.launch(
-        server_name=args.host,
-        server_port=args.port,
-        js=KEYS,
-        allowed_paths=[str(args.folder.resolve())],  # the images
-        show_error=True,
-    )
+    sync = None
+    if args.sync_to:  # a Space's disk does not outlive it: commit the saves as they come
+        sync = start_sync(args.folder, args.sync_to, every_s=args.sync_every)
+    try:
+        app.launch(
+            server_name=args.host,
+            server_port=args.port,
+            js=KEYS,
+            allowed_paths=[str(args.folder.resolve())],  # the images
+            show_error=True,
+        )
+    finally:
+        if sync is not None:
+            sync.stop()  # the scheduler's exit hook still commits what is left
 
 
 if __name__ == "__main__":

@@ -236,9 +236,10 @@ def _records(annotations: Any) -> Iterator[RawRecord]:
     if path.suffix in (".json", ".jsonl"):
         yield from read_json_records(path, what="annotation")
         return
-    ds = (
+    saved = (path / "state.json").is_file() or (path / "dataset_dict.json").is_file()
+    ds = (  # a save_to_disk folder; else a Hub id or a dataset folder (an annotation release)
         datasets.load_from_disk(str(path))
-        if path.is_dir()
+        if saved
         else datasets.load_dataset(str(annotations), split="train")
     )
     for index, row in enumerate(ds):

@@ -56,6 +56,7 @@ class Repo:
     commits: dict[str, dict[str, bytes]] = field(default_factory=dict)  # sha -> files
     branches: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    private: bool = False
 
     def commit(self, files: dict[str, bytes], parent: str | None, message: str) -> str:
         digest = hashlib.sha1(f"{parent}\n{message}\n".encode())
@@ -219,7 +220,9 @@ class _Handler(BaseHTTPRequestHandler):
             url = f"{self.server.endpoint}/datasets/{repo_id}"
             if repo_id in self.server.repos:  # the Hub's 409 carries the url: clients read it
                 return self._json(409, {"error": "You already created this repo", "url": url})
-            repo = Repo()
+            # huggingface_hub 2 sends `visibility`; older clients `private`
+            private = payload.get("visibility") == "private" or payload.get("private") is True
+            repo = Repo(private=private)
             # As the Hub does: a new repo starts with one commit holding .gitattributes.
             sha = repo.commit({".gitattributes": b"*.parquet filter=lfs\n"}, None, "initial commit")
             repo.branches["main"] = sha
@@ -248,7 +251,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "id": repo_id,
                 "author": repo_id.split("/")[0],
                 "sha": sha,
-                "private": False,
+                "private": repo.private,
                 "siblings": [{"rfilename": p} for p in sorted(files)],
             },
         )

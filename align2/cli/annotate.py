@@ -53,6 +53,9 @@ def serve_command(
     annotator: Annotated[str, typer.Option(help="Whose scores these are (their own file).")],
     port: Annotated[int, typer.Option(help="Local port.")] = 7860,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    sync_to: Annotated[
+        str | None, typer.Option(help="A Hub dataset repo (ORG/NAME) the scores are committed to.")
+    ] = None,
 ) -> None:
     """Score the folder's items in the browser (Gradio), keyboard first."""
     from align2.errors import Align2Error
@@ -65,7 +68,8 @@ def serve_command(
             "`make app-env`, then `.venv-app/bin/python -m align2.reward.annotation_app "
             f"{folder} --annotator NAME`"
         ) from None
-    main([str(folder), "--annotator", annotator, "--port", str(port), "--host", host])
+    sync = ["--sync-to", sync_to] if sync_to else []
+    main([str(folder), "--annotator", annotator, "--port", str(port), "--host", host, *sync])
 
 
 @app.command("export")
@@ -80,3 +84,40 @@ def export_command(
     report = export(folder, out)
     typer.echo(json.dumps({k: report[k] for k in ("exported", "krippendorff_alpha")}))
     typer.echo(f"outputs: {out}")
+
+
+@app.command("push")
+def push_command(
+    folder: Annotated[Path, typer.Argument(help="The annotation folder.")],
+    target: Annotated[str, typer.Argument(help="hub:ORG/NAME, or local:DIR (a local hub).")],
+    name: Annotated[
+        str | None, typer.Option(help="local: the dataset's name (default: the folder's).")
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option(help="X.Y.Z (default: the latest's patch + 1).")
+    ] = None,
+    license: Annotated[str, typer.Option(help="A Hub license identifier.")] = "other",
+) -> None:
+    """Publish the annotations as a versioned dataset (rows, seed files, every annotator's
+    file, agreement, a card)."""
+    from align2.publish.annotations import push_annotations
+    from align2.publish.targets import parse_target
+
+    destination = parse_target(target, Path.cwd())
+    dataset = target.rsplit("/", 1)[-1] if target.startswith("hub:") else name or folder.name
+    result = push_annotations(folder, destination, dataset, version=version, license=license)
+    typer.echo(result.message)
+
+
+@app.command("space")
+def space_command(
+    folder: Annotated[Path, typer.Argument(help="The annotation folder.")],
+    out: Annotated[Path, typer.Option(help="A new folder: the Space's files.")],
+) -> None:
+    """A folder that runs the scoring app as a Hugging Face Space (upload it as is)."""
+    from align2.reward.space_folder import write_space
+
+    write_space(folder, out)
+    typer.echo(
+        f"wrote the Space to {out}; deploy it with: hf upload ORG/NAME {out} --repo-type space"
+    )

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from helpers import run_align2
+from hub_server import FakeHub
 
 from align2.reward.annotate import export, prepare
 from align2.reward.annotation_files import ORIGINS_FILE, TASKS_FILE, annotator_file, read_tasks
@@ -49,27 +50,33 @@ def folder(tmp_path, small_pool):
     return out
 
 
-@pytest.fixture
-def app(folder):
+def launch(command: list[str], env: dict | None = None, cwd=None):
+    """Start an app process on a free port (given as `--port`, or as PORT in `env` as a
+    Space gives it) and wait until it serves; (url, process)."""
     port = free_port()
     process = subprocess.Popen(
-        [str(APP_PYTHON), "-m", "align2.reward.annotation_app", str(folder),
-         "--annotator", "alice", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        command + ([] if env else ["--port", str(port)]),
+        env={**os.environ, **(env or {}), "PORT": str(port)},
+        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         try:
             urllib.request.urlopen(url, timeout=2)
-            break
+            return url, process
         except OSError:
             if process.poll() is not None:
                 pytest.fail(f"the app exited: {process.stdout.read()}")
             time.sleep(0.5)
-    else:
-        process.kill()
-        pytest.fail("the app did not start within 90 s")
+    process.kill()
+    pytest.fail("the app did not start within 90 s")
+
+
+@pytest.fixture
+def app(folder):
+    module = [str(APP_PYTHON), "-m", "align2.reward.annotation_app"]
+    url, process = launch([*module, str(folder), "--annotator", "alice"])
     yield url
     process.kill()
     process.wait()
@@ -134,3 +141,55 @@ def test_score_two_items_with_the_keyboard_reload_export_and_train(tmp_path, fol
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "model" / "model.safetensors").is_file()
+
+
+VENDORED = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import align2.reward.annotation_app as app
+print(app.__file__)
+"""
+
+
+def test_the_space_folder_serves_the_app_and_syncs_the_scores(tmp_path, folder):
+    from playwright.sync_api import sync_playwright
+
+    space = tmp_path / "space"
+    made = run_align2("annotate", "space", folder, "--out", space)
+    assert made.returncode == 0, made.stderr
+    metadata = (space / "README.md").read_text().split("---")[1]
+    assert "sdk: gradio" in metadata and "app_file: app.py" in metadata
+    assert (space / "tasks" / TASKS_FILE).read_bytes() == (folder / TASKS_FILE).read_bytes()
+    assert not list(space.rglob(ORIGINS_FILE))  # which candidate is the original stays hidden
+    found = subprocess.run([str(APP_PYTHON), "-c", VENDORED, str(space)], capture_output=True)
+    assert Path(found.stdout.decode().strip()).is_relative_to(space), found.stderr
+    token, repo = "hf_spaceSecretToken0123456789", "align2-org/space-scores"
+    with FakeHub(token) as hub:
+        env = {"ALIGN2_ANNOTATOR": "bob", "ALIGN2_HOST": "127.0.0.1", "ALIGN2_SYNC_REPO": repo}
+        env |= {"ALIGN2_SYNC_EVERY": "2", "HF_ENDPOINT": hub.endpoint, "HF_TOKEN": token}
+        env |= {"HF_HUB_OFFLINE": "0", "HF_DATASETS_OFFLINE": "0"}
+        url, process = launch([str(APP_PYTHON), str(space / "app.py")], env, cwd=tmp_path)
+        try:
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(
+                    executable_path=str(CHROMIUM), args=["--no-sandbox"]
+                )
+                page = browser.new_page(viewport={"width": 1280, "height": 1600})
+                page.goto(url)
+                wait_progress(page, 0)
+                score_with_keys(page, {"1": 2})
+                wait_progress(page, 1)
+                browser.close()
+            deadline = time.monotonic() + 60
+            synced = None
+            while time.monotonic() < deadline and synced is None:
+                main = hub.repos.get(repo) and hub.repos[repo].branches["main"]
+                synced = main and hub.repos[repo].commits[main].get("annotations/bob.jsonl")
+                time.sleep(0.5)
+        finally:
+            process.kill()
+            process.wait()
+    assert synced is not None, "the scores never reached the Hub"
+    save = json.loads(synced.decode().splitlines()[0])
+    assert save["id"] == read_tasks(folder)[0]["id"] and save["scores"][0] == 0.6
+    assert (space / "tasks" / "annotations" / "bob.jsonl").is_file()
