@@ -24,9 +24,9 @@ from pydantic import (
 from align2.builders.capabilities import CapabilityConfig
 from align2.builders.llm_styler import LLMStylerConfig
 from align2.builders.score import ScoringConfig
+from align2.cards.hub_licenses import HUB_LICENSES
 from align2.data.sources import HFDatasetSource, LlavaJsonSource
 from align2.data.validate import ValidationConfig
-from align2.cards.hub_licenses import HUB_LICENSES
 from align2.errors import Align2Error
 from align2.evaluate.sft import SFTSettings
 from align2.rewrite.guards import GuardConfig
@@ -35,24 +35,29 @@ SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class DemoPoolSource(_Strict):
     """The embedded easy-VQA pool, built on the fly (ground truth included)."""
 
     split: Literal["train", "test"] = "test"
+    """easy-VQA's split to build the pool from."""
     size: int | None = None
+    """Rows (one per image); null: the whole split."""
     defect_rate: float = Field(0.3, ge=0, le=1)
+    """Share of rows given one injected defect."""
     seed: int = 0
+    """Seed of the defects and conversations."""
 
 
 class LlavaSource(_Strict):
-    # One file or several (LLaVA-Instruct's conversation_58k, detail_23k and
-    # complex_reasoning_77k): each row's type comes from its own file's name.
     llava_json: tuple[Path, ...]
+    """LLaVA .json or .jsonl files; each row's type comes from its own file's name."""
     image_folder: Path
-    truth: Path | None = None  # ground truth for the quality report, when there is one
+    """The folder the rows' image paths are relative to."""
+    truth: Path | None = None
+    """Ground truth for the quality report (the demo pool's truth.jsonl), when there is one."""
 
     @field_validator("llava_json", mode="before")
     @classmethod
@@ -65,11 +70,17 @@ class LlavaSource(_Strict):
 
 class Source(_Strict):
     demo_pool: DemoPoolSource | None = None
+    """The embedded easy-VQA demo pool (give exactly one of demo_pool, llava, dataset)."""
     llava: LlavaSource | None = None
-    dataset: HFDatasetSource | None = None  # a Hub id, a data folder or a save_to_disk folder
-    license: str = "other"  # a Hub license identifier; the demo pool is easy-VQA's (MIT)
-    license_name: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9.-]{0,63}$")  # for other
-    name: str | None = None  # Hub-style id shown in the card's source_datasets
+    """LLaVA JSON files and their image folder."""
+    dataset: HFDatasetSource | None = None
+    """A `datasets` dataset: a Hub id, a data folder or a save_to_disk folder."""
+    license: str = "other"
+    """The pool's license, as a Hub license identifier (mit, apache-2.0, cc-by-4.0, ...)."""
+    license_name: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9.-]{0,63}$")
+    """The license's name when `license` is other."""
+    name: str | None = None
+    """A Hub-style id shown in the card's source_datasets."""
 
     @field_validator("license")
     @classmethod
@@ -95,37 +106,58 @@ class Source(_Strict):
 
 class Validation(_Strict):
     max_image_pixels: int = ValidationConfig.max_image_pixels
-    # "derive": a repeated id (LLaVA's image ids) gets a derived key; "strict": quarantined.
+    """Larger images are quarantined (`image_too_large`)."""
     unique_ids: Literal["derive", "strict"] = "derive"
+    """derive: a repeated id (LLaVA's image ids) gets a key ID-1, ID-2, ...; strict: quarantined."""
 
 
 class Dedup(_Strict):
     text_threshold: float | None = Field(0.9, gt=0, le=1)
+    """MinHash Jaccard of word 3-grams at or above which texts are near-duplicates; null: off."""
     image_distance: int | None = Field(4, ge=0, le=32)
+    """Perceptual-hash bits within which images are near-duplicates; null: off."""
     match_images: bool = True
+    """A duplicate needs its image to match too; false dedups by text alone."""
     repeated_turns: bool = True
+    """Drop rows that repeat one of their own question-answer turns."""
 
 
 class Reward(_Strict):
-    question_model: str = "demo"  # "demo": tiny-vlm trained on the demo annotations (cached)
+    question_model: str = "demo"
+    """The question reward model (folder or Hub id); demo: tiny-vlm trained on demo annotations."""
     answer_model: str = "demo"
+    """The answer reward model, as above."""
     question_revision: str | None = None
+    """A Hub branch, tag or commit of the question model."""
     answer_revision: str | None = None
+    """A Hub branch, tag or commit of the answer model."""
     batch_size: int = Field(ScoringConfig.batch_size, ge=1)
+    """Texts per forward pass when scoring."""
 
 
 class Selection(_Strict):
     policy: Literal["align2", "budget", "threshold", "top-k", "random"] = "align2"
+    """How rows are kept; the other fields are the policy's (null: its default)."""
     question_ratio: float | None = Field(None, gt=0, le=1)
+    """align2: share of each type kept by question score (0.3)."""
     answer_ratio: float | None = Field(None, gt=0, le=1)
+    """align2: share of those kept by answer score (0.3)."""
     budget: int | None = Field(None, ge=0)
+    """budget, random: rows to keep."""
     ratio: float | None = Field(None, gt=0, le=1)
-    question_share: float | None = Field(None, gt=0, le=1)  # budget: see BudgetSelection
+    """budget, random: share of the pool to keep (instead of `budget`)."""
+    question_share: float | None = Field(None, gt=0, le=1)
+    """budget: share of each type passing the question cut (0.8)."""
     candidate_share: float | None = Field(None, gt=0, le=1)
-    threshold: float | None = None  # budget: a capability score must exceed it
+    """budget: share of the pool that is a candidate by answer score (0.4)."""
+    threshold: float | None = None
+    """budget: a capability score must exceed it."""
     min_score: float | None = None
+    """threshold: the answer score a row needs."""
     k: int | None = Field(None, ge=0)
+    """top-k: rows to keep."""
     seed: int | None = None
+    """random: the draw's seed (0)."""
 
 
 class Capabilities(_Strict):
@@ -133,9 +165,13 @@ class Capabilities(_Strict):
     (`scores`: a folder of `<capability>.jsonl`) or asked of a causal LM (`model`)."""
 
     scores: Path | None = None
+    """A folder of mmSSR's `<capability>.jsonl` files."""
     model: str | None = None
+    """A causal LM or VLM asked mmSSR's question per capability (folder or Hub id)."""
     revision: str | None = None
+    """A Hub branch, tag or commit of the model."""
     batch_size: int = Field(CapabilityConfig.batch_size, ge=1)
+    """Rows per batch when asking the model."""
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -149,54 +185,81 @@ class Capabilities(_Strict):
 class Styler(_Strict):
     """Styles from a causal LM prompted with mmSSR's style list (see llm_styler.py)."""
 
-    model: str  # a causal LM that can follow the instruction (SmolLM2-135M cannot)
+    model: str
+    """A causal LM that can follow the instruction (folder or Hub id; SmolLM2-135M cannot)."""
     revision: str | None = None
+    """A Hub branch, tag or commit of the model."""
     batch_size: int = Field(LLMStylerConfig.batch_size, ge=1)
+    """Rows per forward pass."""
 
 
 class Rewrite(_Strict):
     model: str = "smollm2"
+    """The inner LLM: smollm2 (embedded), a Hub id, a folder or a .gguf file."""
     revision: str | None = None
+    """A Hub branch, tag or commit of the model."""
     max_new_tokens: int = Field(64, ge=1)
+    """At most this many new tokens per rewrite."""
     batch_size: int = Field(8, ge=1)
+    """Prompts per generation batch."""
     questions: bool = True
+    """Rewrite questions too, not only answers."""
     review: bool = True
+    """The LLM reviews each rewrite against its original and keeps the one it prefers."""
     seed: int = 0
-    # The answer reward model's fall (original - rewrite) beyond which a rewrite is refused.
+    """Seed of the review's option order (and of sampling)."""
     max_reward_drop: float = Field(GuardConfig.max_reward_drop, ge=0)
+    """A rewrite scoring this much below its original under the answer model is refused."""
 
 
 class Evaluate(_Strict):
     """Train one base VLM on the release, on random subsets of its pool of the same size and
     on the whole pool; evaluate each on easy-VQA's test split (align2.evaluate.compare)."""
 
-    model: str = "tiny-llava"  # a folder or Hub id of an image-text-to-text model
-    steps: int = Field(SFTSettings.max_steps, ge=1)  # per run
+    model: str = "tiny-llava"
+    """The base image-text-to-text model (folder or Hub id); tiny-llava: the embedded one."""
+    steps: int = Field(SFTSettings.max_steps, ge=1)
+    """Training steps per run."""
     random_seeds: int = Field(3, ge=1)
-    test_questions: int | None = Field(None, ge=1)  # None: all 9,673
-    generated: int = Field(300, ge=1)  # greedy answers read for defects
+    """Random subsets of the same size to compare against."""
+    test_questions: int | None = Field(None, ge=1)
+    """easy-VQA test questions read; null: all 9,673."""
+    generated: int = Field(300, ge=1)
+    """Greedy answers read for defects."""
 
 
 class Output(_Strict):
-    formats: tuple[Literal["llava_json", "messages"], ...] = ()  # extra exports
+    formats: tuple[Literal["llava_json", "messages"], ...] = ()
+    """Extra exports: llava_json (LLaVA's training files), messages (TRL's SFT layout)."""
 
 
 class Recipe(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=96)  # the Hub's limit
+    """The dataset's name (its repository's)."""
     pretty_name: str | None = None
+    """The card's title."""
     description: str = ""
+    """The card's opening paragraph."""
     source: Source
+    """Where the pool comes from."""
     validation: Validation = Validation()
     dedup: Dedup | None = Dedup()
+    """null: no dedup."""
     reward: Reward = Reward()
-    styler: Styler | None = None  # None: the training-free rules
-    capabilities: Capabilities | None = None  # None: no capability scores
+    styler: Styler | None = None
+    """null: the training-free style rules."""
+    capabilities: Capabilities | None = None
+    """mmSSR's capability scores for the budget policy; null: none."""
     selection: Selection = Selection()
     rewrite: Rewrite | None = None
-    evaluate: Evaluate | None = None  # None: no downstream comparison
+    """The inner LLM's rewrite and review; null: none."""
+    evaluate: Evaluate | None = None
+    """The downstream comparison (train on the release, random subsets and the pool); null: none."""
     output: Output = Output()
     target: str = Field("local:hub", pattern=r"^(local:.+|hub:[^/\s]+/[^/\s]+)$")
-    version: str | None = Field(None, pattern=SEMVER.pattern)  # None: bump the latest patch
+    """local:FOLDER (a local hub) or hub:ORG/NAME (the Hugging Face Hub)."""
+    version: str | None = Field(None, pattern=SEMVER.pattern)
+    """X.Y.Z; null: the latest release's patch + 1."""
     _base: Path | None = PrivateAttr(None)  # the recipe file's folder: its paths' base
 
     def as_written(self) -> dict:

@@ -29,12 +29,17 @@ CHAT_ROLES = {"user": HUMAN, "assistant": GPT, HUMAN: HUMAN, GPT: GPT}
 class ColumnMapping:
     """Which column holds what; None picks the usual name when the dataset has it."""
 
-    __pydantic_config__ = ConfigDict(extra="forbid")  # a recipe's `columns:` is this class
+    # a recipe's `columns:` is this class
+    __pydantic_config__ = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
-    id: str | None = None  # None: "id", else "<path>/<row index>"
-    image: str | None = None  # one image, or a list holding exactly one; None: image, images
-    conversations: str | None = None  # LLaVA turns or chat messages; None: conversations, messages
-    type: str | None = None  # None: "type" when there is one
+    id: str | None = None
+    """The id column; null: id, else <path>/<row index>."""
+    image: str | None = None
+    """The image column (one image, or a list holding exactly one); null: image, images."""
+    conversations: str | None = None
+    """LLaVA turns or chat messages; null: conversations, messages."""
+    type: str | None = None
+    """The type column; null: type when there is one."""
 
     def resolve(self, names: list[str]) -> ColumnMapping:
         """The mapping with every column named; a named column must exist."""
@@ -102,16 +107,24 @@ def to_llava_turns(turns: Any) -> Any:
 class HFDatasetSource:
     """A recipe's `source.dataset:` is this class (unknown keys are refused)."""
 
-    __pydantic_config__ = ConfigDict(extra="forbid")
+    __pydantic_config__ = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
-    path: str  # Hub id, local data folder, or a `save_to_disk` folder
+    path: str
+    """A Hub id, a local data folder or a save_to_disk folder."""
     split: str = "train"
+    """The split to read."""
     config_name: str | None = None
+    """The dataset's configuration (subset)."""
     revision: str | None = None
+    """A Hub branch, tag or commit."""
     columns: ColumnMapping = field(default_factory=ColumnMapping)
-    type: str | None = None  # forces every row's type
-    image_folder: Path | None = None  # for rows whose image is a relative path
-    streaming: bool = False  # read lazily (IterableDataset) for sources larger than memory
+    """Which column holds what."""
+    type: str | None = None
+    """Forces every row's type."""
+    image_folder: Path | None = None
+    """The folder relative image paths are read from."""
+    streaming: bool = False
+    """Read lazily (an IterableDataset), for sources larger than memory."""
 
     @property
     def name(self) -> str:
