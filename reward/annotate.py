@@ -41,6 +41,7 @@ from align2.reward.annotation_files import (
     read_tasks,
 )
 from align2.reward.annotations import CORRUPTIONS
+from align2.reward.candidates import GeneratorConfig, generated_variants, least_sure_rows
 from align2.reward.templates import ANSWER, QUESTION
 
 QUESTIONS_FILE, ANSWERS_FILE, AGREEMENT_FILE = "questions.json", "answers.json", "agreement.json"
@@ -55,26 +56,40 @@ def prepare(
     size: int | None = None,
     candidates: int = 7,
     seed: int = 0,
+    generator: GeneratorConfig | None = None,
+    least_sure_of: Path | None = None,
 ) -> int:
     """Write an annotation folder for `size` rows drawn from `rows` (all when None): one
     question item and one answer item per row, from its first turn. `images[i]` holds row
-    i's image bytes. Returns the number of items."""
+    i's image bytes. The rows are a seeded random draw, or those the reward model at
+    `least_sure_of` orders least surely; `generator` adds LLM-written variants to the
+    seed's corruptions. Returns the number of items."""
     if not 2 <= candidates <= MAX_CANDIDATES:
         raise Align2Error(f"an item holds 2 to {MAX_CANDIDATES} candidates, got {candidates}")
     out = Path(out)
     if (out / TASKS_FILE).exists():
         raise Align2Error(f"{out} already holds annotation tasks; prepare into a new folder")
     rng = random.Random(seed)
-    chosen = sorted(rng.sample(range(len(rows)), size)) if size is not None else range(len(rows))
+    firsts = [_first_turn(row["conversations"]) for row in rows]
+    if least_sure_of is not None and size is not None:
+        chosen = least_sure_rows(
+            firsts, images, least_sure_of, size, candidates=candidates, seed=seed
+        )
+    elif size is not None:
+        chosen = sorted(rng.sample(range(len(rows)), size))
+    else:
+        chosen = range(len(rows))
+    variants = generated_variants([firsts[i] for i in chosen], generator) if generator else None
     (out / "images").mkdir(parents=True, exist_ok=True)
     tasks, origins = [], []
     for n, index in enumerate(chosen):
         row = rows[index]
-        question, answer = _first_turn(row["conversations"])
+        question, answer = firsts[index]
         image = f"{n:05d}.png"
         (out / "images" / image).write_bytes(images[index])
         for kind, prompt, original in ((QUESTION, "", question), (ANSWER, question, answer)):
-            texts, names = _candidates(original, kind, candidates, rng)
+            extra = variants[n][kind] if variants else []
+            texts, names = _candidates(original, kind, candidates, rng, extra)
             if len(texts) < 2:  # a one-word answer has no corruption: nothing to compare
                 continue
             order = list(range(len(texts)))
@@ -98,11 +113,13 @@ def _first_turn(conversations: list[dict]) -> tuple[str, str]:
     return question.replace(IMAGE_TOKEN, "").strip(), answer.strip()
 
 
-def _candidates(original: str, kind: str, n: int, rng: random.Random):
-    """The original and up to n - 1 distinct corruptions of it (the seed's: shuffled words,
-    a cropped span, for questions a duplicated line)."""
+def _candidates(original: str, kind: str, n: int, rng: random.Random, extra=()):
+    """The original, generated variants (`extra`: (text, origin); at most half the other
+    places) and distinct corruptions of it up to n (the seed's: shuffled words, a cropped
+    span, for questions a duplicated line)."""
     methods = sorted(m for m in CORRUPTIONS if kind == QUESTION or m != "duplicate")
-    texts, names = [original], ["original"]
+    kept = list(extra)[: max(1, (n - 1) // 2)]
+    texts, names = [original, *(t for t, _ in kept)], ["original", *(o for _, o in kept)]
     for attempt in range(8 * n):
         if len(texts) == n:
             break

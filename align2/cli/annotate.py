@@ -3,6 +3,7 @@ annotation files that `align2 reward train` reads."""
 
 from __future__ import annotations
 
+import enum
 import json
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +13,11 @@ import typer
 from align2.cli import sources
 
 app = typer.Typer(help="Human preference annotation.", no_args_is_help=True)
+
+
+class Strategy(str, enum.Enum):
+    random = "random"
+    uncertain = "uncertain"
 
 
 @app.command("prepare")
@@ -25,19 +31,41 @@ def prepare_command(
     size: Annotated[int | None, typer.Option(help="Rows to annotate (default: all).")] = None,
     candidates: Annotated[int, typer.Option(help="Candidates per item.")] = 7,
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same folder.")] = 0,
+    generator: Annotated[
+        str | None,
+        typer.Option(help="A causal LM that writes candidate variants (Hub id, folder, smollm2)."),
+    ] = None,
+    strategy: Annotated[
+        Strategy, typer.Option(help="Which rows: random, or those --model is least sure of.")
+    ] = Strategy.random,
+    model: Annotated[
+        Path | None, typer.Option(help="--strategy uncertain: the current reward model.")
+    ] = None,
 ) -> None:
     """Draw rows and write their question and answer candidates, origins kept apart."""
     from align2.data.sources import load_canonical
     from align2.data.validate import Quarantine, ValidationConfig
     from align2.reward.annotate import prepare
+    from align2.reward.candidates import GeneratorConfig
 
+    if (strategy == Strategy.uncertain) != (model is not None) or (model and size is None):
+        raise typer.BadParameter("--strategy uncertain needs --model and --size (and only it)")
     pool = sources.sources_from_options(llava_json, image_folder, dataset, split, revision, False)
     quarantine = Quarantine()
     rows = load_canonical(pool, ValidationConfig(), quarantine)
     if size is not None and not 0 < size <= len(rows):
         raise typer.BadParameter(f"between 1 and the {len(rows)} valid rows", param_hint="--size")
     images = [image["bytes"] or Path(image["path"]).read_bytes() for image in _images(rows)]
-    items = prepare(list(rows), images, out, size=size, candidates=candidates, seed=seed)
+    items = prepare(
+        list(rows),
+        images,
+        out,
+        size=size,
+        candidates=candidates,
+        seed=seed,
+        generator=GeneratorConfig(generator, seed=seed) if generator else None,
+        least_sure_of=model,
+    )
     typer.echo(f"wrote {items} items to {out} ({quarantine.ledger.n_quarantined} rows quarantined)")
 
 

@@ -3,6 +3,7 @@ agreement is Krippendorff's alpha computed by hand, and an export trains a rewar
 
 import json
 
+import numpy as np
 import pytest
 from helpers import run_align2
 
@@ -122,3 +123,61 @@ def test_two_annotators_export_to_files_reward_train_reads(tmp_path, small_pool)
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         assert (tmp_path / f"{kind}-model" / "model.safetensors").is_file()
+
+
+def test_generator_variants_join_the_seed_corruptions(tmp_path, small_pool, lively_lm):
+    first = prepare(small_pool, tmp_path / "a", "--size", 3, "--generator", lively_lm)
+    again = prepare(small_pool, tmp_path / "b", "--size", 3, "--generator", lively_lm)
+    assert (first / TASKS_FILE).read_bytes() == (again / TASKS_FILE).read_bytes()  # seeded
+    tasks = {t["id"]: t for t in read_tasks(first)}
+    origins = [json.loads(line) for line in (first / ORIGINS_FILE).read_text().splitlines()]
+    generated = 0
+    for origin in origins:
+        names = origin["origins"]
+        mine = [n for n in names if n.startswith("generated:t=")]
+        generated += len(mine)
+        assert len(mine) <= 3 and len(names) == len(set(tasks[origin["id"]]["candidates"]))
+        assert set(names) - set(mine) <= {"original", "shuffle", "crop", "duplicate"}
+        assert "generated" not in json.dumps(tasks[origin["id"]])  # annotators never see it
+    assert generated >= len(origins)  # every item got at least one variant
+    plain = prepare(small_pool, tmp_path / "c", "--size", 3)
+    assert "generated" not in (plain / ORIGINS_FILE).read_text()
+
+
+def test_uncertain_picks_the_rows_the_model_is_least_sure_of(tmp_path, small_pool, tiny_models):
+    import shutil
+
+    from align2.reward.candidates import least_sure_rows, sureness
+    from align2.reward.train import METADATA_FILE
+
+    model = shutil.copytree(tiny_models[1], tmp_path / "answer-model")
+    (model / METADATA_FILE).write_text(json.dumps({"kind": "answer"}))
+    rows = json.loads((small_pool / "llava_pool.json").read_text())[:12]
+    images = [(small_pool / "images" / r["image"]).read_bytes() for r in rows]
+    firsts = [_first(r) for r in rows]
+    values = sureness(firsts, images, model, candidates=5, seed=0)
+    alone = [
+        sureness([f], [i], model, candidates=5, seed=0)[0]
+        for f, i in zip(firsts, images, strict=True)
+    ]
+    assert values == pytest.approx(alone, rel=1e-4)  # a row scores the same in a pool
+    assert len(set(np.round(values[np.isfinite(values)], 6))) > 3  # rows differ
+    chosen = least_sure_rows(firsts, images, model, 4, candidates=5, seed=0)
+    assert max(values[chosen]) <= min(np.delete(values, chosen))
+    out = prepare(small_pool, tmp_path / "u", "--size", 4, "--strategy", "uncertain",
+                  "--model", model)  # fmt: skip
+    assert len({t["image"] for t in read_tasks(out)}) == 4
+    wrong = run_align2("annotate", "prepare", "--llava-json", small_pool / "llava_pool.json",
+                       "--image-folder", small_pool / "images", "--out", tmp_path / "w",
+                       "--strategy", "uncertain", "--size", 4)  # fmt: skip
+    assert wrong.returncode == 2 and "needs --model" in wrong.stderr
+    plain = run_align2("annotate", "prepare", "--llava-json", small_pool / "llava_pool.json",
+                       "--image-folder", small_pool / "images", "--out", tmp_path / "p",
+                       "--size", 4, "--model", tiny_models[1])  # fmt: skip
+    assert plain.returncode == 2
+
+
+def _first(row):
+    question = next(t["value"] for t in row["conversations"] if t["from"] == "human")
+    answer = next(t["value"] for t in row["conversations"] if t["from"] == "gpt")
+    return question.replace("<image>", "").strip(), answer.strip()
