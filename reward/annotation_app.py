@@ -101,9 +101,14 @@ def build_app(folder: Path, annotator: str) -> gr.Blocks:
                     flag_button = gr.Button("Flag and next")
         outputs = [index, progress, image, question, *fields]
         sliders = fields[1::2]
-        save_button.click(record, [index, *sliders], outputs)
-        skip_button.click(lambda i, *v: record(i, *v, skipped=True), [index, *sliders], outputs)
-        flag_button.click(lambda i, *v: record(i, *v, flagged=True), [index, *sliders], outputs)
+        # Named endpoints: scores can be posted with gradio_client as well as the page.
+        save_button.click(record, [index, *sliders], outputs, api_name="save")
+        skip_button.click(
+            lambda i, *v: record(i, *v, skipped=True), [index, *sliders], outputs, api_name="skip"
+        )
+        flag_button.click(
+            lambda i, *v: record(i, *v, flagged=True), [index, *sliders], outputs, api_name="flag"
+        )
         app.load(lambda: show(next_item()), None, outputs)
     return app
 

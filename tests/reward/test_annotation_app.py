@@ -193,3 +193,31 @@ def test_the_space_folder_serves_the_app_and_syncs_the_scores(tmp_path, folder):
     save = json.loads(synced.decode().splitlines()[0])
     assert save["id"] == read_tasks(folder)[0]["id"] and save["scores"][0] == 0.6
     assert (space / "tasks" / "annotations" / "bob.jsonl").is_file()
+
+
+CLIENT = """
+import json, sys
+from gradio_client import Client
+client = Client(sys.argv[1], verbose=False)
+scores = [0.25, 0.75, 0.5, 0.5, 0.5, 0.5, 0.5]
+first = client.predict(*scores, api_name="/save")
+second = client.predict(*scores, api_name="/flag")
+print(json.dumps([first[0], second[0]]))  # outputs: the state aside, progress first
+"""
+
+
+def test_scores_posted_through_gradio_client(folder, app):
+    """The API level: gradio_client posts two saves (one flagged), one session, in order."""
+    result = subprocess.run(
+        [str(APP_PYTHON), "-c", CLIENT, app], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    progress = json.loads(result.stdout.strip().splitlines()[-1])
+    tasks = read_tasks(folder)
+    assert progress[0].startswith(f"**1 of {len(tasks)}**")
+    assert progress[1].startswith(f"**2 of {len(tasks)}**")
+    saves = [json.loads(line) for line in annotator_file(folder, "alice").read_text().splitlines()]
+    assert [s["id"] for s in saves] == [tasks[0]["id"], tasks[1]["id"]]
+    k = len(tasks[0]["candidates"])
+    assert saves[0]["scores"] == [0.25, 0.75, 0.5, 0.5, 0.5, 0.5, 0.5][:k]
+    assert [s["flagged"] for s in saves] == [False, True]
