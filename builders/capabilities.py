@@ -22,6 +22,8 @@ move with the row, not the capability).
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import json
 import math
 from dataclasses import dataclass
@@ -315,6 +317,16 @@ def vision_chat(processor, text: str, with_image: bool) -> str:
     content = [{"type": "image"}] if with_image else []
     messages = [{"role": "user", "content": [*content, {"type": "text", "text": text}]}]
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+def capability_identity(config: CapabilityConfig) -> str:
+    """What the capability columns depend on besides the rows: the score files' bytes and
+    how they are read, or the prompted model and its prompt."""
+    if config.scores is None:
+        return PromptedScorer(config).identity
+    files = sorted(Path(config.scores).glob("*.jsonl"))
+    contents = [(f.name, hashlib.sha256(f.read_bytes()).hexdigest()) for f in files]
+    return Hasher.hash([contents, inspect.getsource(read_score_files)])
 
 
 def score_capabilities(

@@ -1,11 +1,13 @@
-"""The local engine: dedup -> styles -> score -> select over a canonical `Dataset`, with the
-ledger. Every row ends in the `scored` table with its decision and reason: kept, a duplicate
-(and of which id), or below a cut; quarantined rows never got here and are in the ledger.
+"""Curation: style -> dedup -> score -> capabilities -> select over a canonical `Dataset`,
+as stages (stages.py), with the ledger. Every row ends in the `scored` table with its
+decision and reason: kept, a duplicate (and of which id), or below a cut; quarantined rows
+never got here and are in the ledger.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -16,15 +18,19 @@ import numpy as np
 import pyarrow as pa
 from datasets.fingerprint import Hasher
 
+from align2.builders import dedup as dedup_module
+from align2.builders import select as select_module
+from align2.builders import styler as styler_module
 from align2.builders.capabilities import (
     COLUMN_PREFIX,
     CapabilityConfig,
+    capability_identity,
     read_score_files,
     score_capabilities,
 )
 from align2.builders.dedup import DedupConfig, find_duplicates
 from align2.builders.llm_styler import LLMStyler, LLMStylerConfig
-from align2.builders.score import ScoringConfig, score_dataset
+from align2.builders.score import SCORES_FORMAT, ScoringConfig, score_dataset, scoring_identity
 from align2.builders.select import (
     Align2Selection,
     Selection,
@@ -32,6 +38,7 @@ from align2.builders.select import (
     reason_names,
     select,
 )
+from align2.builders.stages import Stage, StageInput, StageOutput, run_stages
 from align2.builders.styler import label_styles
 from align2.data.ledger import Ledger
 from align2.data.output import DROPPED_DECISION, KEPT_DECISION
@@ -59,6 +66,7 @@ class Curation:
     scored: datasets.Dataset  # every valid input row, in input order, with its decision
     ledger: Ledger  # validation's quarantine + dedup + selection: adds up to the input rows
     selection: dict = field(default_factory=dict)  # the policy, its budget, what it kept
+    runs: dict = field(default_factory=dict)  # per stage: computed or cached, seconds
 
     @property
     def kept(self) -> datasets.Dataset:
@@ -107,81 +115,63 @@ def curate(
 ) -> Curation:
     """Curate validated canonical rows; `validation` is the ledger of the load (quarantine).
 
-    The engine decides only where scoring runs: `local` maps with `datasets` in this
-    process (GPUs through `with_rank`), `ray` with Ray Data over an actor pool. Dedup hashes
-    in `num_proc` processes."""
+    The stages (style, dedup, score, capabilities, select) run in order through the stage
+    runner, each cached under its signature. The engine decides only where scoring runs:
+    `local` maps with `datasets` in this process (GPUs through `with_rank`), `ray` with Ray
+    Data over an actor pool. Dedup hashes in `num_proc` processes."""
     if engine not in ENGINES:
         raise Align2Error(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
-    with stage_bar():
-        if config.styler is None:
-            styled = dataset.map(label_styles, batched=True, desc="styling")
-        else:  # small map batches: the progress bar moves with the model's forward passes
-            styler = LLMStyler(config.styler)
-            fingerprint = Hasher.hash([dataset._fingerprint, styler.identity])
-            styled = dataset.map(
-                styler,
-                batched=True,
-                batch_size=64,
-                new_fingerprint=fingerprint,
-                desc="styling (LLM)",
-            )
-    if config.dedup is not None:
-        dedup = find_duplicates(styled, config.dedup, num_proc=num_proc)
-        reasons, duplicate_of = dedup.reasons, dedup.duplicate_of
-    else:
-        reasons, duplicate_of = [None] * len(styled), [None] * len(styled)
-    unique = [i for i, r in enumerate(reasons) if r is None]
-    if engine == "ray":
-        from align2.builders.ray_engine import score_with_ray as score
-    else:
-        score = score_dataset
-    scored = score(styled.select(unique), config.scoring, Path(work_dir) / "scores")
-    capabilities = None
-    if config.capabilities is not None:
-        scored, capabilities = _with_capabilities(
-            styled, unique, scored, config.capabilities, validation, Path(work_dir)
-        )
-    decisions = decide(scored, config.selection)
-    for i, reason in zip(unique, decisions, strict=True):
-        reasons[i] = reason
-    selection = selection_report(config.selection, decisions, capabilities)
     # Validation "kept" the rows that reached us; from here each ends kept or dropped.
     if validation.kept != len(dataset):
         raise ValueError(
             f"validation passed {validation.kept} rows, the dataset has {len(dataset)}"
         )
+    stages = curation_stages(config, Path(work_dir), validation, engine, num_proc)
+    result = run_stages(dataset, stages, Path(work_dir) / "stages")
     ledger = Ledger(total=validation.n_quarantined, quarantined=Counter(validation.quarantined))
-    for reason in reasons:
+    for reason in result.reasons:
         if reason is None:
             ledger.keep()
         else:
             ledger.drop(reason)
     ledger.check()
-    table = _with_decisions(styled, scored, unique, reasons, duplicate_of)
-    return Curation(table, ledger, selection)
+    decisions = {
+        "decision": [KEPT_DECISION if r is None else DROPPED_DECISION for r in result.reasons],
+        "reason": result.reasons,
+        "duplicate_of": result.duplicate_of,
+    }
+    table = result.rows.flatten_indices()
+    for name, values in decisions.items():
+        table = table.add_column(name, values, feature=DECISION_FEATURES[name])
+    return Curation(table, ledger, result.reports["select"], result.runs)
 
 
-def _with_capabilities(styled, unique, scored, config: CapabilityConfig, validation, work_dir):
-    """`scored` (the `unique` rows of `styled`) with the 14 capability columns, and a report
-    of where they came from."""
-    if config.scores is not None:
-        # Integer `idx` in mmSSR's files are positions in the source: they name pool rows
-        # only when validation quarantined nothing.
-        by_position = validation.n_quarantined == 0
-        columns, styles, counts = read_score_files(config.scores, styled["id"], by_position)
-        for name, values in columns.items():
-            values = values[unique].tolist()
-            scored = scored.add_column(name, values, feature=datasets.Value("float32"))
-        if styles is not None:  # mmSSR's styler's labels where it gave some, else ours
-            ours = scored["style"]
-            labels = [styles[i] or own for i, own in zip(unique, ours, strict=True)]
-            scored = scored.remove_columns("style").add_column(
-                "style", labels, feature=datasets.Value("string")
+def curation_stages(config: CurationConfig, work_dir: Path, validation, engine, num_proc):
+    """The stages a curation config asks for, in order."""
+    stages = [_style_stage(config.styler)]
+    if config.dedup is not None:
+        dedup = config.dedup
+        stages.append(
+            Stage(
+                "dedup",
+                dedup,
+                lambda rows, _: _dedup(rows, dedup, num_proc),
+                identity=_source(dedup_module),
             )
-        return scored, {"scores": str(config.scores), "per_file": counts}
-    added = score_capabilities(scored, config, work_dir / "capabilities")
-    scored = datasets.concatenate_datasets([scored.flatten_indices(), added], axis=1)
-    return scored, {"model": config.model, "revision": config.revision, "rows": len(added)}
+        )
+    stages.append(_score_stage(config.scoring, work_dir, engine))
+    if config.capabilities is not None:
+        stages.append(_capability_stage(config.capabilities, validation, work_dir))
+    selection = config.selection
+    stages.append(
+        Stage(
+            "select",
+            selection,
+            lambda rows, given: _select(rows, selection, given),
+            identity=[type(selection).__name__, _source(select_module)],
+        )
+    )
+    return stages
 
 
 def selection_report(policy: Selection, decisions: list, capabilities: dict | None) -> dict:
@@ -203,22 +193,88 @@ def selection_report(policy: Selection, decisions: list, capabilities: dict | No
     }
 
 
-def _with_decisions(styled, scored, unique, reasons, duplicate_of) -> datasets.Dataset:
-    """All rows in input order: scored rows as scored (a turn's best candidate may have
-    replaced its answer), duplicates as they came with null scores; decisions for all."""
-    scored_rows = set(unique)
-    duplicates = [i for i in range(len(reasons)) if i not in scored_rows]
-    unscored = styled.select(duplicates)
-    for name, feature in scored.features.items():
-        if name not in unscored.column_names:  # what scoring added: null for duplicates
-            unscored = unscored.add_column(name, [None] * len(duplicates), feature=feature)
-    rows = datasets.concatenate_datasets([scored, unscored.cast(scored.features)])
-    order = unique + duplicates
-    decisions = {
-        "decision": [KEPT_DECISION if reasons[i] is None else DROPPED_DECISION for i in order],
-        "reason": [reasons[i] for i in order],
-        "duplicate_of": [duplicate_of[i] for i in order],
-    }
-    for name, values in decisions.items():
-        rows = rows.add_column(name, values, feature=DECISION_FEATURES[name])
-    return rows.select(np.argsort(order, kind="stable"))
+def _source(module) -> str:
+    """A module's code, as a stage identity: changed code computes anew."""
+    return Hasher.hash(inspect.getsource(module))
+
+
+def _style_stage(config: LLMStylerConfig | None) -> Stage:
+    if config is None:
+        return Stage("style", RuleStyles(), _rule_styles, identity=_source(styler_module))
+    styler = LLMStyler(config)
+
+    def styled(rows: datasets.Dataset, _) -> StageOutput:
+        with stage_bar():  # small map batches: the bar moves with the model's forward passes
+            fingerprint = Hasher.hash([rows._fingerprint, styler.identity])
+            rows = rows.map(
+                styler, batched=True, batch_size=64, new_fingerprint=fingerprint,
+                desc="styling (LLM)",
+            )  # fmt: skip
+        return StageOutput(rows)
+
+    return Stage("style", config, styled, identity=styler.identity)
+
+
+@dataclass(frozen=True)
+class RuleStyles:
+    """The training-free style rules (styler.py): nothing to set."""
+
+
+def _rule_styles(rows: datasets.Dataset, _) -> StageOutput:
+    with stage_bar():
+        return StageOutput(rows.map(label_styles, batched=True, desc="styling"))
+
+
+def _dedup(rows: datasets.Dataset, config: DedupConfig, num_proc: int) -> StageOutput:
+    found = find_duplicates(rows, config, num_proc=num_proc)
+    return StageOutput(reasons=found.reasons, duplicate_of=found.duplicate_of)
+
+
+def _score_stage(config: ScoringConfig, work_dir: Path, engine: str) -> Stage:
+    if engine == "ray":
+        from align2.builders.ray_engine import score_with_ray as score
+    else:
+        score = score_dataset
+    identity = [SCORES_FORMAT, *scoring_identity(config)]
+    return Stage(
+        "score",
+        config,
+        lambda rows, _: StageOutput(score(rows, config, work_dir / "scores")),
+        identity=identity,
+        writes=("conversations",),  # a turn's best candidate may replace its answer
+    )
+
+
+def _capability_stage(config: CapabilityConfig, validation: Ledger, work_dir: Path) -> Stage:
+    """mmSSR's 14 capability columns, from its score files or a prompted model."""
+
+    def scored(rows: datasets.Dataset, given: StageInput) -> StageOutput:
+        if config.scores is None:
+            added = score_capabilities(rows, config, work_dir / "capabilities")
+            rows = datasets.concatenate_datasets([rows.flatten_indices(), added], axis=1)
+            report = {"model": config.model, "revision": config.revision, "rows": len(added)}
+            return StageOutput(rows, report=report)
+        # Integer `idx` in mmSSR's files are positions in the source: they name pool rows
+        # only when validation quarantined nothing.
+        by_position = validation.n_quarantined == 0
+        columns, styles, counts = read_score_files(config.scores, given.pool_ids, by_position)
+        for name, values in columns.items():
+            values = values[given.positions].tolist()
+            rows = rows.add_column(name, values, feature=datasets.Value("float32"))
+        if styles is not None:  # mmSSR's styler's labels where it gave some, else ours
+            ours = rows["style"]
+            labels = [styles[i] or own for i, own in zip(given.positions, ours, strict=True)]
+            rows = rows.remove_columns("style").add_column(
+                "style", labels, feature=datasets.Value("string")
+            )
+        return StageOutput(rows, report={"scores": str(config.scores), "per_file": counts})
+
+    return Stage(
+        "capabilities", config, scored, identity=capability_identity(config), writes=("style",)
+    )
+
+
+def _select(rows: datasets.Dataset, selection: Selection, given: StageInput) -> StageOutput:
+    decisions = decide(rows, selection)
+    report = selection_report(selection, decisions, given.reports.get("capabilities"))
+    return StageOutput(reasons=decisions, report=report)

@@ -155,6 +155,15 @@ def _with_answers(turns: list[dict], alternatives: list[list[str]], choice: list
     return out
 
 
+def scoring_identity(config: ScoringConfig) -> list:
+    """What scores depend on besides the rows: the two models' weights (and remote code)."""
+    return [
+        model_fingerprint(config.question_model, config.question_revision),
+        model_fingerprint(config.answer_model, config.answer_revision),
+        config.trust_remote_code,
+    ]
+
+
 def score_dataset(
     dataset: datasets.Dataset, config: ScoringConfig, cache_dir: str | Path
 ) -> datasets.Dataset:

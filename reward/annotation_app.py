@@ -12,6 +12,7 @@ standard library, so it also runs where align2's other dependencies are not inst
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 
 import gradio as gr
@@ -62,16 +63,7 @@ def build_app(folder: Path, annotator: str) -> gr.Blocks:
         if index >= len(tasks):
             hidden = [gr.update(visible=False)] * (2 * MAX_CANDIDATES)
             return [index, progress + ": all done.", None, ""] + hidden
-        task = tasks[index]
-        question = task["question"] or "(score the candidate questions themselves)"
-        updates = []
-        for k in range(MAX_CANDIDATES):
-            shown = k < len(task["candidates"])
-            text = task["candidates"][k] if shown else ""
-            updates.append(gr.update(value=text, visible=shown))
-            updates.append(gr.update(value=START, visible=shown))
-        image = str(folder / "images" / task["image"])
-        return [index, progress, image, f"{task['kind']}: {question}"] + updates
+        return [index, progress, *_item_view(folder, tasks[index])]
 
     def record(index: int, *values, flagged=False, skipped=False):
         if index < len(tasks):
@@ -96,21 +88,31 @@ def build_app(folder: Path, annotator: str) -> gr.Blocks:
                                       elem_id=f"candidate-{k}")  # fmt: skip
                     fields += [text, score]
                 with gr.Row():
-                    save_button = gr.Button("Save and next (Enter)", elem_id="save")
-                    skip_button = gr.Button("Skip")
-                    flag_button = gr.Button("Flag and next")
+                    buttons = {
+                        "save": (gr.Button("Save and next (Enter)", elem_id="save"), {}),
+                        "skip": (gr.Button("Skip"), {"skipped": True}),
+                        "flag": (gr.Button("Flag and next"), {"flagged": True}),
+                    }
         outputs = [index, progress, image, question, *fields]
-        sliders = fields[1::2]
         # Named endpoints: scores can be posted with gradio_client as well as the page.
-        save_button.click(record, [index, *sliders], outputs, api_name="save")
-        skip_button.click(
-            lambda i, *v: record(i, *v, skipped=True), [index, *sliders], outputs, api_name="skip"
-        )
-        flag_button.click(
-            lambda i, *v: record(i, *v, flagged=True), [index, *sliders], outputs, api_name="flag"
-        )
+        for name, (button, flags) in buttons.items():
+            handler = functools.partial(record, **flags)
+            button.click(handler, [index, *fields[1::2]], outputs, api_name=name)
         app.load(lambda: show(next_item()), None, outputs)
     return app
+
+
+def _item_view(folder: Path, task: dict) -> list:
+    """The image, the item line and every candidate's text and slider for one task."""
+    question = task["question"] or "(score the candidate questions themselves)"
+    updates = []
+    for k in range(MAX_CANDIDATES):
+        shown = k < len(task["candidates"])
+        text = task["candidates"][k] if shown else ""
+        updates.append(gr.update(value=text, visible=shown))
+        updates.append(gr.update(value=START, visible=shown))
+    image = str(folder / "images" / task["image"])
+    return [image, f"{task['kind']}: {question}", *updates]
 
 
 def main(argv: list[str] | None = None) -> None:

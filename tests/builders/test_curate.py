@@ -3,16 +3,19 @@ row accounted for, outputs on disk load back, Ray and the local engine keep the 
 
 import json
 import shutil
+from dataclasses import replace
 
 import datasets
 import pytest
 
 from align2.builders.curate import CurationConfig, curate
+from align2.builders.dedup import DedupConfig
 from align2.builders.pipeline import run_curation
 from align2.builders.score import ScoringConfig
 from align2.builders.select import Align2Selection, BudgetSelection, make_policy
 from align2.data.ledger import Ledger
-from align2.data.sources import LlavaJsonSource
+from align2.data.sources import LlavaJsonSource, load_canonical
+from align2.data.validate import Quarantine, ValidationConfig
 from align2.errors import Align2Error
 
 
@@ -102,3 +105,42 @@ def test_weakest_turn_reads_list_scores_of_a_selected_table():
     table = datasets.Dataset.from_dict({"answer_scores": [[1.0, 2.0], [0.5], [3.0, -1.0], [7.0]]})
     picked = table.select([2, 0, 3]).with_format("arrow")  # an indices mapping, reordered
     assert weakest_turn(picked["answer_scores"]).tolist() == [-1.0, 1.0, 7.0]
+
+
+def test_changing_one_stage_setting_reruns_that_stage_and_the_ones_after(
+    tmp_path, small_pool, tiny_models
+):
+    """Stages are cached by signature: a dedup setting reruns dedup, scoring and selection
+    (their input changed) but not styling; a selection setting reruns selection only; a
+    speed setting (batch size) nothing. Cached and computed results are the same rows."""
+    source = LlavaJsonSource(small_pool / "llava_pool.json", small_pool / "images")
+    quarantine = Quarantine()
+    rows = load_canonical([source], ValidationConfig(), quarantine, path=tmp_path / "pool.arrow")
+    base = CurationConfig(
+        scoring=ScoringConfig(question_model=tiny_models[0], answer_model=tiny_models[1]),
+        selection=Align2Selection(0.5, 0.5),
+    )
+
+    def run(config):
+        curation = curate(rows, config, tmp_path / "work", quarantine.ledger)
+        statuses = {name: run["status"] for name, run in curation.runs.items()}
+        return curation, statuses
+
+    first, statuses = run(base)
+    assert set(statuses.values()) == {"computed"}
+    assert list(statuses) == ["style", "dedup", "score", "select"]
+    again, statuses = run(base)
+    assert set(statuses.values()) == {"cached"}
+    assert again.scored.to_dict() == first.scored.to_dict()
+    looser = replace(base, dedup=DedupConfig(text_threshold=0.5))
+    _, statuses = run(looser)
+    assert statuses == {
+        "style": "cached", "dedup": "computed", "score": "computed", "select": "computed"
+    }  # fmt: skip
+    wider = replace(base, selection=Align2Selection(0.8, 0.8))
+    curation, statuses = run(wider)
+    assert [s for s, status in statuses.items() if status == "computed"] == ["select"]
+    assert curation.ledger.kept > first.ledger.kept
+    faster = replace(base, scoring=replace(base.scoring, batch_size=7))
+    _, statuses = run(faster)
+    assert set(statuses.values()) == {"cached"}
