@@ -150,3 +150,11 @@ def _load(folder: Path, live: datasets.Dataset) -> StageOutput:
         rows = datasets.concatenate_datasets([base.flatten_indices(), stored], axis=1)
         rows = rows.select_columns(meta["columns"])
     return StageOutput(rows, meta["reasons"], meta["duplicate_of"], meta["report"])
+
+
+def runs_table(runs: dict[str, dict]) -> str:
+    """Each stage's rows in, seconds and whether it ran or came from the cache."""
+    lines = [f"{'stage':<14}{'rows in':>10}{'seconds':>10}  status"]
+    for name, run in runs.items():
+        lines.append(f"{name:<14}{run['rows_in']:>10}{run['seconds']:>10.1f}  {run['status']}")
+    return "\n".join(lines)

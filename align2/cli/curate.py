@@ -75,6 +75,7 @@ def curate_command(
     from align2.builders.pipeline import run_curation
     from align2.builders.recipe import Selection, checked
     from align2.builders.select import make_policy
+    from align2.builders.stages import runs_table
     from align2.data.validate import ValidationConfig
 
     options = dict(
@@ -113,6 +114,7 @@ def curate_command(
         capabilities=_capabilities(capability_scores, capability_model, trust_remote_code),
     )
     typer.echo(result.ledger.table())
+    typer.echo(runs_table(result.curation.runs))
     if result.quality is not None:
         typer.echo(json.dumps(result.quality["defect_rate"]["any"]))
     shortfall = result.curation.selection.get("shortfall")

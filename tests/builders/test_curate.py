@@ -13,6 +13,7 @@ from align2.builders.dedup import DedupConfig
 from align2.builders.pipeline import run_curation
 from align2.builders.score import ScoringConfig
 from align2.builders.select import Align2Selection, BudgetSelection, make_policy
+from align2.builders.stages import runs_table
 from align2.data.ledger import Ledger
 from align2.data.sources import LlavaJsonSource, load_canonical
 from align2.data.validate import Quarantine, ValidationConfig
@@ -131,6 +132,8 @@ def test_changing_one_stage_setting_reruns_that_stage_and_the_ones_after(
     assert list(statuses) == ["style", "dedup", "score", "select"]
     again, statuses = run(base)
     assert set(statuses.values()) == {"cached"}
+    scored = sum(s is not None for s in first.scored["answer_score"])  # dedup's survivors
+    assert runs_table(again.runs).splitlines()[3].split()[:2] == ["score", str(scored)]
     assert again.scored.to_dict() == first.scored.to_dict()
     looser = replace(base, dedup=DedupConfig(text_threshold=0.5))
     _, statuses = run(looser)
