@@ -20,8 +20,9 @@ from align2.builders.curate import (
 from align2.builders.dedup import DedupConfig
 from align2.builders.llm_styler import LLMStylerConfig
 from align2.builders.quality import quality_report, read_truth, tradeoff_report
+from align2.builders.recipe import Recipe
 from align2.builders.score import ScoringConfig
-from align2.builders.select import BudgetSelection, Selection
+from align2.builders.select import BudgetSelection, Selection, make_policy
 from align2.data.output import (
     CANONICAL_FILE,
     CURATED_FILE,
@@ -58,6 +59,43 @@ class CurationRun:
 
 DEFAULT_DEDUP = DedupConfig()
 DEFAULT_VALIDATION = ValidationConfig()
+
+
+def curate_recipe(
+    recipe: Recipe,
+    sources: Sequence[Source],
+    out: Path,
+    *,
+    truth: Path | None = None,
+    engine: str = "local",
+    trust_remote_code: bool = False,
+) -> CurationRun:
+    """A recipe's curation, what `align2 build` and `align2 curate` both run: each stage's
+    config from its recipe section. The reward models are as the recipe names them."""
+    reward = recipe.reward
+    trust = {"trust_remote_code": trust_remote_code}  # never a recipe field: a flag's
+    selection = recipe.selection
+    return run_curation(
+        sources=sources,
+        out=out,
+        selection=make_policy(selection.policy, **selection.model_dump(exclude={"policy"})),
+        question_model=reward.question_model,
+        answer_model=reward.answer_model,
+        question_revision=reward.question_revision,
+        answer_revision=reward.answer_revision,
+        dedup=None if recipe.dedup is None else DedupConfig(**recipe.dedup.model_dump()),
+        truth=truth,
+        engine=engine,
+        batch_size=reward.batch_size,
+        styler=None
+        if recipe.styler is None
+        else LLMStylerConfig(**recipe.styler.model_dump(), **trust),
+        validation=ValidationConfig(**recipe.validation.model_dump()),
+        capabilities=None
+        if recipe.capabilities is None
+        else CapabilityConfig(**recipe.capabilities.model_dump(), **trust),
+        trust_remote_code=trust_remote_code,
+    )
 
 
 def run_curation(

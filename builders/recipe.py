@@ -351,7 +351,7 @@ def checked(model: type[BaseModel], values: dict):
         return model(**values)
     except ValidationError as err:
         problems = [
-            f"--{_field(e).replace('_', '-')}: {e['msg']} (got {e.get('input')!r})"
+            f"--{str(e['loc'][-1]).replace('_', '-')}: {e['msg']} (got {e.get('input')!r})"
             for e in err.errors()
         ]
         raise Align2Error("; ".join(problems)) from None

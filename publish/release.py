@@ -17,12 +17,8 @@ import datasets
 import pyarrow.compute as pc
 import yaml
 
-from align2.builders.capabilities import CapabilityConfig
-from align2.builders.dedup import DedupConfig
-from align2.builders.llm_styler import LLMStylerConfig
-from align2.builders.pipeline import CurationRun, run_curation
+from align2.builders.pipeline import CurationRun, curate_recipe
 from align2.builders.recipe import Recipe
-from align2.builders.select import make_policy
 from align2.cards.dataset_card import (
     CardInputs,
     plot_scores,
@@ -32,7 +28,6 @@ from align2.cards.dataset_card import (
 from align2.data.exports import export
 from align2.data.output import KEPT_DECISION, write_json, write_parquet
 from align2.data.sources import LlavaJsonSource, Source
-from align2.data.validate import ValidationConfig
 from align2.demo.pool import DemoPoolConfig, build_demo_pool, write_demo_pool
 from align2.demo.reward_models import resolve_reward_models
 from align2.publish.targets import RELEASE_FILE, HubTarget, LocalHub, bump_patch
@@ -209,27 +204,15 @@ def _build(recipe, recipe_text, target, work: Path, version, command) -> Release
 
 def _curate(recipe, sources, truth, work: Path) -> CurationRun:
     """The recipe's curation: validate, dedup, style, score and select."""
+    return curate_recipe(with_reward_models(recipe), sources, work / "curation", truth=truth)
+
+
+def with_reward_models(recipe: Recipe) -> Recipe:
+    """The recipe with the demo reward models' folders where it names them `demo`."""
     reward = recipe.reward
     question_model, answer_model = resolve_reward_models(reward.question_model, reward.answer_model)
-    return run_curation(
-        sources=sources,
-        out=work / "curation",
-        selection=make_policy(
-            recipe.selection.policy, **recipe.selection.model_dump(exclude={"policy"})
-        ),
-        question_model=question_model,
-        answer_model=answer_model,
-        question_revision=reward.question_revision,
-        answer_revision=reward.answer_revision,
-        dedup=None if recipe.dedup is None else DedupConfig(**recipe.dedup.model_dump()),
-        truth=truth,
-        batch_size=reward.batch_size,
-        styler=None if recipe.styler is None else LLMStylerConfig(**recipe.styler.model_dump()),
-        validation=ValidationConfig(**recipe.validation.model_dump()),
-        capabilities=None
-        if recipe.capabilities is None
-        else CapabilityConfig(**recipe.capabilities.model_dump()),
-    )
+    models = {"question_model": question_model, "answer_model": answer_model}
+    return recipe.model_copy(update={"reward": reward.model_copy(update=models)})
 
 
 def _write_reports(release: Path, recipe, recipe_text: str, run, kept, rewrite, work: Path):

@@ -45,6 +45,15 @@ CURATE_CASES = {
         ["--answer-ratio", "nan"],
         "error: --answer-ratio: Input should be less than or equal to 1 (got nan)",
     ),
+    # Every option is a recipe field, checked as the recipe checks it.
+    "a zero batch size": (
+        ["--batch-size", "0"],
+        "error: --batch-size: Input should be greater than or equal to 1 (got 0)",
+    ),
+    "capability files with another policy": (
+        ["--capability-scores", "."],
+        "error: capability scores are read by the `budget` policy only",
+    ),
 }
 
 

@@ -70,14 +70,14 @@ def curate_command(
     trust_remote_code: Annotated[bool, typer.Option(help="Run model code from the Hub.")] = False,
 ) -> None:
     """Keep the best rows of a pool; every row is accounted for in the ledger."""
-    from align2.builders.dedup import DedupConfig
-    from align2.builders.llm_styler import LLMStylerConfig
-    from align2.builders.pipeline import run_curation
-    from align2.builders.recipe import Selection, checked
-    from align2.builders.select import make_policy
+    from align2.builders.pipeline import curate_recipe
+    from align2.builders.recipe import Recipe, checked
     from align2.builders.stages import runs_table
-    from align2.data.validate import ValidationConfig
 
+    source = sources.source_from_options(
+        llava_json, image_folder, dataset, split, revision, streaming
+    )
+    question_model, answer_model = resolve_reward_models(question_model, answer_model)
     options = dict(
         question_ratio=question_ratio,
         answer_ratio=answer_ratio,
@@ -90,28 +90,28 @@ def curate_command(
         k=k,
         seed=seed,
     )
-    # The recipe's own checks: the command line and `align2 build` refuse the same values.
-    selection = checked(Selection, {"policy": policy, **options})
-    pool = sources.sources_from_options(
-        llava_json, image_folder, dataset, split, revision, streaming
+    # The options as a recipe: the command line and `align2 build` refuse the same values,
+    # take the same defaults and run the same function.
+    recipe = checked(
+        Recipe,
+        {
+            "name": "curate",
+            "source": source,
+            "validation": {"unique_ids": unique_ids.value},
+            "dedup": {} if dedup else None,
+            "reward": {
+                "question_model": question_model,
+                "answer_model": answer_model,
+                "batch_size": batch_size,
+            },
+            "styler": None if style_model is None else {"model": style_model},
+            "capabilities": _capabilities(capability_scores, capability_model),
+            "selection": {"policy": policy, **options},
+        },
     )
-    question_model, answer_model = resolve_reward_models(question_model, answer_model)
-    result = run_curation(
-        sources=pool,
-        out=out,
-        question_model=question_model,
-        answer_model=answer_model,
-        selection=make_policy(policy, **selection.model_dump(exclude={"policy"})),
-        dedup=DedupConfig() if dedup else None,
-        truth=truth,
-        engine=engine,
-        batch_size=batch_size,
-        trust_remote_code=trust_remote_code,
-        styler=None
-        if style_model is None
-        else LLMStylerConfig(model=style_model, trust_remote_code=trust_remote_code),
-        validation=ValidationConfig(unique_ids=unique_ids.value),
-        capabilities=_capabilities(capability_scores, capability_model, trust_remote_code),
+    pool = recipe.source.llava.sources() if recipe.source.llava else [recipe.source.dataset]
+    result = curate_recipe(
+        recipe, pool, out, truth=truth, engine=engine, trust_remote_code=trust_remote_code
     )
     typer.echo(result.ledger.table())
     typer.echo(runs_table(result.curation.runs))
@@ -123,9 +123,7 @@ def curate_command(
     typer.echo(f"outputs: {out}")
 
 
-def _capabilities(scores: Path | None, model: str | None, trust_remote_code: bool):
-    from align2.builders.capabilities import CapabilityConfig
-
+def _capabilities(scores: Path | None, model: str | None) -> dict | None:
     if scores is None and model is None:
         return None
-    return CapabilityConfig(scores=scores, model=model, trust_remote_code=trust_remote_code)
+    return {"scores": scores, "model": model}

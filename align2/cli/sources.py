@@ -51,6 +51,19 @@ def sources_from_options(
     streaming: bool = False,
 ):
     """The sources the options name, validated as a recipe's `source:` would be."""
+    source = source_from_options(llava_json, image_folder, dataset, split, revision, streaming)
+    return source.llava.sources() if source.llava is not None else [source.dataset]
+
+
+def source_from_options(
+    llava_json: list[Path] | None,
+    image_folder: Path | None,
+    dataset: str | None,
+    split: str = "train",
+    revision: str | None = None,
+    streaming: bool = False,
+):
+    """A recipe's `source:` section from the options."""
     from pydantic import ValidationError
 
     from align2.builders.recipe import Source
@@ -78,4 +91,4 @@ def sources_from_options(
         for recipe_name, option in (("`demo_pool`, ", ""), ("`llava`", "--llava-json")):
             message = message.replace(recipe_name, option)
         raise Align2Error(message.replace("`dataset`", "--dataset")) from None
-    return source.llava.sources() if source.llava is not None else [source.dataset]
+    return source
