@@ -1,7 +1,5 @@
 """The embedded SmolLM2: converted from the package's GGUF once, then served from the cache."""
 
-import time
-
 import pytest
 
 from align2.embedded import cache_dir, smollm2_model_path
@@ -15,9 +13,10 @@ def test_smollm2_converts_once_and_scores_as_a_text_classifier():
     assert path.parent == cache_dir()  # inside the test's temporary HF_HOME
     assert (path / "model.safetensors").is_file() and (path / "tokenizer.json").is_file()
     assert not list(path.glob("*.gguf"))
-    start = time.perf_counter()
+    before = {p: p.stat().st_mtime_ns for p in path.iterdir()}
     assert smollm2_model_path() == path
-    assert time.perf_counter() - start < 1.0  # cached: no second conversion
+    assert {p: p.stat().st_mtime_ns for p in path.iterdir()} == before  # nothing converted
+    assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == []
 
     backbone = build_backbone("smollm2", seed=0)
     assert backbone.image_processor is None

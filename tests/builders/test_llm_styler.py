@@ -85,6 +85,18 @@ def test_the_curation_run_keeps_the_llm_styles(tmp_path, small_pool, tiny_models
     assert scored["style"] == expected["style"] and len(set(expected["style"])) > 1
     written = pq.read_table(next((tmp_path / "out" / "scored").glob("*.parquet")))
     assert written.column("style").to_pylist() == expected["style"]
+    assert run.curation.runs["style"]["status"] == "computed"
+    again = run_curation(
+        sources=[LlavaJsonSource(small_pool / "llava_pool.json", small_pool / "images")],
+        out=tmp_path / "out",
+        selection=Align2Selection(0.5, 0.5),
+        question_model=tiny_models[0],
+        answer_model=tiny_models[1],
+        dedup=None,
+        styler=LLMStylerConfig(model=lively_lm, batch_size=4),  # speed only: still cached
+    )
+    assert again.curation.runs["style"]["status"] == "cached"  # the labels persist on disk
+    assert again.curation.scored["style"] == expected["style"]
 
 
 def test_a_recipe_styler_reaches_the_release(tmp_path, tiny_models, tiny_lm, lively_lm):
