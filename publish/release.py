@@ -19,6 +19,7 @@ import yaml
 
 from align2.builders.pipeline import CurationRun, curate_recipe
 from align2.builders.recipe import Recipe
+from align2.builders.stages import runs_table
 from align2.cards.dataset_card import (
     CardInputs,
     plot_scores,
@@ -45,6 +46,7 @@ class ReleaseResult:
     content_hash: str
     published: bool
     message: str
+    summary: str = ""  # rows in, kept, dropped and quarantined by reason; each stage's time
 
 
 def content_hash(files: dict[str, Path]) -> str:
@@ -156,7 +158,7 @@ def _build(recipe, recipe_text, target, work: Path, version, command) -> Release
         digest = content_hash(files)
         if latest is not None and latest.content_hash == digest:
             same = f"nothing to publish: v{latest.version} has the same content hash"
-            return ReleaseResult("", latest.version, digest, published=False, message=same)
+            return ReleaseResult("", latest.version, digest, False, same, _summary(run))
         new_version = (
             version or recipe.version or (bump_patch(latest.version) if latest else FIRST_VERSION)
         )
@@ -197,9 +199,12 @@ def _build(recipe, recipe_text, target, work: Path, version, command) -> Release
         )
         (release / "README.md").write_text(render_dataset_card(card), encoding="utf-8")
         location = target.publish(recipe.name, release, new_version, digest)
-    return ReleaseResult(
-        location, new_version, digest, True, f"published v{new_version} to {location}"
-    )
+    message = f"published v{new_version} to {location}"
+    return ReleaseResult(location, new_version, digest, True, message, _summary(run))
+
+
+def _summary(run: CurationRun) -> str:
+    return f"{run.ledger.table()}\n\n{runs_table(run.curation.runs)}"
 
 
 def _curate(recipe, sources, truth, work: Path) -> CurationRun:

@@ -37,6 +37,7 @@ def build_command(
         work_root=WORK_DIR,
         command=command,
     )
+    typer.echo(result.summary)
     typer.echo(result.message)
     typer.echo("load it with:\n" + publish_to.describe(spec.name))
 
