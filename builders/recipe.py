@@ -24,6 +24,7 @@ from pydantic import (
 from align2.builders.capabilities import CapabilityConfig
 from align2.builders.llm_styler import LLMStylerConfig
 from align2.builders.score import ScoringConfig
+from align2.builders.select import make_policy
 from align2.cards.hub_licenses import HUB_LICENSES
 from align2.data.sources import HFDatasetSource, LlavaJsonSource
 from align2.data.validate import ValidationConfig
@@ -158,6 +159,12 @@ class Selection(_Strict):
     """top-k: rows to keep."""
     seed: int | None = None
     """random: the draw's seed (0)."""
+
+    @model_validator(mode="after")
+    def _a_policy(self):
+        """The policy builds from these options: its own errors, before any work."""
+        make_policy(self.policy, **self.model_dump(exclude={"policy"}))
+        return self
 
 
 class Capabilities(_Strict):

@@ -70,15 +70,18 @@ def test_cache_key_follows_the_weights_not_the_batch_size(tiny_lm, tmp_path):
 
 
 def test_the_curation_run_keeps_the_llm_styles(tmp_path, small_pool, tiny_models, lively_lm):
-    run = run_curation(
-        sources=[LlavaJsonSource(small_pool / "llava_pool.json", small_pool / "images")],
-        out=tmp_path / "out",
-        selection=Align2Selection(0.5, 0.5),
-        question_model=tiny_models[0],
-        answer_model=tiny_models[1],
-        dedup=None,
-        styler=LLMStylerConfig(model=lively_lm, batch_size=16),
-    )
+    def curation(batch_size: int):
+        return run_curation(
+            sources=[LlavaJsonSource(small_pool / "llava_pool.json", small_pool / "images")],
+            out=tmp_path / "out",
+            selection=Align2Selection(0.5, 0.5),
+            question_model=tiny_models[0],
+            answer_model=tiny_models[1],
+            dedup=None,
+            styler=LLMStylerConfig(model=lively_lm, batch_size=batch_size),
+        )
+
+    run = curation(16)
     scored = run.curation.scored
     styler = LLMStyler(LLMStylerConfig(model=lively_lm))
     expected = styler({"conversations": scored["conversations"]})
@@ -86,16 +89,8 @@ def test_the_curation_run_keeps_the_llm_styles(tmp_path, small_pool, tiny_models
     written = pq.read_table(next((tmp_path / "out" / "scored").glob("*.parquet")))
     assert written.column("style").to_pylist() == expected["style"]
     assert run.curation.runs["style"]["status"] == "computed"
-    again = run_curation(
-        sources=[LlavaJsonSource(small_pool / "llava_pool.json", small_pool / "images")],
-        out=tmp_path / "out",
-        selection=Align2Selection(0.5, 0.5),
-        question_model=tiny_models[0],
-        answer_model=tiny_models[1],
-        dedup=None,
-        styler=LLMStylerConfig(model=lively_lm, batch_size=4),  # speed only: still cached
-    )
-    assert again.curation.runs["style"]["status"] == "cached"  # the labels persist on disk
+    again = curation(4)  # a batch size changes speed only: the labels come from disk
+    assert again.curation.runs["style"]["status"] == "cached"
     assert again.curation.scored["style"] == expected["style"]
 
 

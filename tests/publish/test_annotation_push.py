@@ -12,21 +12,24 @@ import pytest
 from helpers import run_align2
 from hub_server import FakeHub
 
-from align2.reward.annotate import export
+from align2.reward.annotate import export, prepare
 from align2.reward.annotation_files import CRITERIA_FILE, read_tasks, save
 
 TOKEN = "hf_loopbackSecretToken0123456789"
 REPO = "align2-org/preferences"
 
 
+def prepared(small_pool, folder, size: int):
+    """An annotation folder for the pool's first `size` rows (as `annotate prepare` makes)."""
+    rows = json.loads((small_pool / "llava_pool.json").read_text())[:size]
+    images = [(small_pool / "images" / r["image"]).read_bytes() for r in rows]
+    prepare(rows, images, folder, seed=0)
+    return folder
+
+
 @pytest.fixture
 def scored_folder(tmp_path, small_pool):
-    folder = tmp_path / "tasks"
-    result = run_align2(
-        "annotate", "prepare", "--llava-json", small_pool / "llava_pool.json",
-        "--image-folder", small_pool / "images", "--out", folder, "--size", 4,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    folder = prepared(small_pool, tmp_path / "tasks", 4)
     for n, task in enumerate(read_tasks(folder)):
         ramp = [round(0.1 * i, 2) for i in range(len(task["candidates"]))]
         save(folder, "alice", task["id"], ramp)
@@ -87,12 +90,7 @@ def test_push_publishes_versions_that_load_back_and_train(tmp_path, scored_folde
 
 
 def test_push_refuses_what_it_cannot_publish(tmp_path, small_pool):
-    empty = tmp_path / "empty"
-    prepared = run_align2(
-        "annotate", "prepare", "--llava-json", small_pool / "llava_pool.json",
-        "--image-folder", small_pool / "images", "--out", empty, "--size", 2,
-    )  # fmt: skip
-    assert prepared.returncode == 0, prepared.stderr
+    empty = prepared(small_pool, tmp_path / "empty", 2)
     nothing = run_align2("annotate", "push", empty, "local:hub", cwd=tmp_path)
     assert nothing.returncode == 2 and "no item has been scored" in nothing.stderr
     bad = run_align2("annotate", "push", empty, "local:hub", "--version", "1.0", cwd=tmp_path)
