@@ -122,11 +122,14 @@ print(json.dumps({"ids": sorted(items["id"]), "annotators": sorted(items["annota
 """
 
 SYNC = """
-import json, sys
+import json, sys, time
 from align2.reward.annotation_files import save
 from align2.reward.annotation_sync import start_sync
 folder, repo, item = sys.argv[1:]
-scheduler = start_sync(folder, repo, every_s=600)  # commits only when told, in this test
+scheduler = start_sync(folder, repo, every_s=600)  # then commits only when told, here
+while getattr(scheduler, "last_future", None) is None:  # its own first push, at start
+    time.sleep(0.05)
+scheduler.last_future.result()  # (of the empty folder) must not take the save below
 save(folder, "alice", item, [0.5, 1.0])
 first = scheduler.trigger().result()
 save(folder, "alice", item, [1.0, 0.0])
