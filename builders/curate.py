@@ -41,15 +41,9 @@ from align2.builders.select import (
 from align2.builders.stages import Stage, StageInput, StageOutput, run_stages
 from align2.builders.styler import label_styles
 from align2.data.ledger import Ledger
-from align2.data.output import DROPPED_DECISION, KEPT_DECISION
+from align2.data.output import KEPT_DECISION
 from align2.errors import Align2Error
 from align2.progress import stage_bar
-
-DECISION_FEATURES = {
-    "decision": datasets.Value("string"),
-    "reason": datasets.Value("string"),
-    "duplicate_of": datasets.Value("string"),
-}
 
 
 @dataclass(frozen=True)
@@ -135,15 +129,7 @@ def curate(
         else:
             ledger.drop(reason)
     ledger.check()
-    decisions = {
-        "decision": [KEPT_DECISION if r is None else DROPPED_DECISION for r in result.reasons],
-        "reason": result.reasons,
-        "duplicate_of": result.duplicate_of,
-    }
-    table = result.rows.flatten_indices()
-    for name, values in decisions.items():
-        table = table.add_column(name, values, feature=DECISION_FEATURES[name])
-    return Curation(table, ledger, result.reports["select"], result.runs)
+    return Curation(result.rows, ledger, result.reports["select"], result.runs)
 
 
 def curation_stages(config: CurationConfig, work_dir: Path, validation, engine, num_proc):

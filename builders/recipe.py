@@ -94,6 +94,10 @@ class Source(_Strict):
             )
         return value
 
+    def sources(self) -> list:
+        """The readers of a `llava` or `dataset` source (the demo pool is built first)."""
+        return self.llava.sources() if self.llava is not None else [self.dataset]
+
     @model_validator(mode="after")
     def _one_source(self):
         given = [k for k in ("demo_pool", "llava", "dataset") if getattr(self, k) is not None]

@@ -21,8 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 from datasets.fingerprint import Hasher
 
+from align2.data.output import DROPPED_DECISION, KEPT_DECISION
+
+DECISION_FEATURES = {
+    "decision": datasets.Value("string"),
+    "reason": datasets.Value("string"),
+    "duplicate_of": datasets.Value("string"),
+}
 SPEED_FIELDS = frozenset({"batch_size", "window", "checkpoint_rows", "num_proc"})
 STAGE_FORMAT = 1  # bump when a stored stage output's layout changes
 
@@ -59,7 +67,8 @@ class Stage:
 
 @dataclass
 class StagesResult:
-    rows: datasets.Dataset  # every pool row in pool order, each as the last stage it reached
+    rows: datasets.Dataset  # every pool row in pool order, as the last stage it reached left
+    # it, with its decision, reason and the id it duplicates
     reasons: list[str | None]
     duplicate_of: list[str | None]
     reports: dict[str, dict]
@@ -75,7 +84,7 @@ def run_stages(pool: datasets.Dataset, stages: list[Stage], cache_dir: Path) -> 
     finished: list[tuple[list[int], datasets.Dataset]] = []  # dropped rows, as they left
     reports: dict[str, dict] = {}
     runs: dict[str, dict] = {}
-    signature = pool._fingerprint
+    signature, pool_ids = pool._fingerprint, pool["id"]
     for stage in stages:
         signature = stage.signature(signature)
         start = time.perf_counter()
@@ -84,7 +93,7 @@ def run_stages(pool: datasets.Dataset, stages: list[Stage], cache_dir: Path) -> 
         if cached:
             out = _load(folder, live)
         else:
-            out = stage.function(live, StageInput(positions, pool["id"], reports))
+            out = stage.function(live, StageInput(positions, pool_ids, reports))
             _store(folder, out, live, stage.writes)
         runs[stage.name] = {
             "status": "cached" if cached else "computed",
@@ -104,15 +113,19 @@ def run_stages(pool: datasets.Dataset, stages: list[Stage], cache_dir: Path) -> 
             if dropped:
                 finished.append(([positions[i] for i in dropped], live.select(dropped)))
             live, positions = live.select(kept), [positions[i] for i in kept]
-    rows = _in_pool_order([*finished, (positions, live)], live.features)
+    decisions = {
+        "decision": [KEPT_DECISION if r is None else DROPPED_DECISION for r in reasons],
+        "reason": reasons,
+        "duplicate_of": duplicate_of,
+    }
+    rows = _in_pool_order([*finished, (positions, live)], live.features, decisions)
     return StagesResult(rows, reasons, duplicate_of, reports, runs)
 
 
-def _in_pool_order(pieces, features: datasets.Features) -> datasets.Dataset:
+def _in_pool_order(pieces, features: datasets.Features, decisions: dict) -> datasets.Dataset:
     """The pieces' rows in pool order, each with every column (null where its stage had not
-    added it yet)."""
-    import numpy as np
-
+    added it yet) and its decision columns (given in pool order). The columns join before
+    the rows are put in order, so no column is added to a reordered (copied) table."""
     parts, order = [], []
     for positions, rows in pieces:
         for name, feature in features.items():
@@ -121,6 +134,8 @@ def _in_pool_order(pieces, features: datasets.Features) -> datasets.Dataset:
         parts.append(rows.select_columns(list(features)).cast(features))
         order += positions
     table = datasets.concatenate_datasets(parts)
+    for name, values in decisions.items():
+        table = table.add_column(name, [values[p] for p in order], feature=DECISION_FEATURES[name])
     return table.select(np.argsort(order, kind="stable"))
 
 

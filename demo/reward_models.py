@@ -22,6 +22,15 @@ DEMO_ANNOTATIONS = DemoAnnotationConfig(split="train", seed=0)
 DEMO_MODELS = "demo"  # what a recipe or the command line names these models by
 
 
+def with_demo_models(recipe):
+    """A recipe (`align2.builders.recipe.Recipe`) with the demo models' folders where its
+    `reward` section names them `DEMO_MODELS`."""
+    reward = recipe.reward
+    question, answer = resolve_reward_models(reward.question_model, reward.answer_model)
+    models = {"question_model": question, "answer_model": answer}
+    return recipe.model_copy(update={"reward": reward.model_copy(update=models)})
+
+
 def resolve_reward_models(question_model: str, answer_model: str) -> tuple[str, str]:
     """The models as given, with `DEMO_MODELS` replaced by the demo models' folders."""
     if DEMO_MODELS not in (question_model, answer_model):

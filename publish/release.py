@@ -30,7 +30,7 @@ from align2.data.exports import export
 from align2.data.output import KEPT_DECISION, write_json, write_parquet
 from align2.data.sources import LlavaJsonSource, Source
 from align2.demo.pool import DemoPoolConfig, build_demo_pool, write_demo_pool
-from align2.demo.reward_models import resolve_reward_models
+from align2.demo.reward_models import with_demo_models
 from align2.publish.targets import RELEASE_FILE, HubTarget, LocalHub, bump_patch
 from align2.publish.transaction import checkpoint, file_lock
 from align2.rewrite.truth import read_image_facts, rewrite_truth_report
@@ -76,11 +76,10 @@ def _sources(recipe: Recipe, work: Path) -> tuple[list[Source], Path | None, str
         write_demo_pool(build_demo_pool(config), pool)
         source = LlavaJsonSource(pool / "llava_pool.json", pool / "images")
         return [source], pool / "truth.jsonl", DEMO_SOURCE
-    if recipe.source.llava is not None:
-        llava = recipe.source.llava
-        return llava.sources(), llava.truth, recipe.source.name or "local"
-    dataset = recipe.source.dataset
-    return [dataset], None, recipe.source.name or dataset.path
+    given = recipe.source
+    if given.llava is not None:
+        return given.sources(), given.llava.truth, given.name or "local"
+    return given.sources(), None, given.name or given.dataset.path
 
 
 def _rewrite(kept: datasets.Dataset, recipe: Recipe, work: Path, answer_model: str, truth):
@@ -209,15 +208,7 @@ def _summary(run: CurationRun) -> str:
 
 def _curate(recipe, sources, truth, work: Path) -> CurationRun:
     """The recipe's curation: validate, dedup, style, score and select."""
-    return curate_recipe(with_reward_models(recipe), sources, work / "curation", truth=truth)
-
-
-def with_reward_models(recipe: Recipe) -> Recipe:
-    """The recipe with the demo reward models' folders where it names them `demo`."""
-    reward = recipe.reward
-    question_model, answer_model = resolve_reward_models(reward.question_model, reward.answer_model)
-    models = {"question_model": question_model, "answer_model": answer_model}
-    return recipe.model_copy(update={"reward": reward.model_copy(update=models)})
+    return curate_recipe(with_demo_models(recipe), sources, work / "curation", truth=truth)
 
 
 def _write_reports(release: Path, recipe, recipe_text: str, run, kept, rewrite, work: Path):

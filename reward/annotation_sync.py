@@ -14,7 +14,7 @@ from align2.reward.annotation_files import ANNOTATIONS_FOLDER
 SYNC_EVERY_S = 60.0
 
 
-def start_sync(folder: Path, repo_id: str, *, every_s: float = SYNC_EVERY_S, token=None):
+def start_sync(folder: Path, repo_id: str, *, every_s: float = SYNC_EVERY_S):
     """Start syncing `folder`'s annotator files to the dataset repo `repo_id` (created if
     missing, private), under `annotations/`. Returns the scheduler: `.trigger()` commits
     now, `.stop()` ends the background thread."""
@@ -29,6 +29,5 @@ def start_sync(folder: Path, repo_id: str, *, every_s: float = SYNC_EVERY_S, tok
         path_in_repo=ANNOTATIONS_FOLDER,
         allow_patterns=["*.jsonl"],
         every=every_s / 60,  # the scheduler counts minutes
-        private=True,
-        token=token,
+        private=True,  # the token: huggingface_hub's own (HF_TOKEN or `hf auth login`)
     )

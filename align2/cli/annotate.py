@@ -50,7 +50,9 @@ def prepare_command(
 
     if (strategy == Strategy.uncertain) != (model is not None) or (model and size is None):
         raise typer.BadParameter("--strategy uncertain needs --model and --size (and only it)")
-    pool = sources.sources_from_options(llava_json, image_folder, dataset, split, revision, False)
+    pool = sources.source_from_options(
+        llava_json, image_folder, dataset, split, revision, False
+    ).sources()
     quarantine = Quarantine()
     rows = load_canonical(pool, ValidationConfig(), quarantine)
     if size is not None and not 0 < size <= len(rows):

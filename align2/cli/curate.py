@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from align2.cli import sources
-from align2.demo.reward_models import DEMO_MODELS
+from align2.demo.reward_models import DEMO_MODELS, with_demo_models
 
 
 def curate_command(
@@ -73,7 +73,6 @@ def curate_command(
     from align2.builders.pipeline import curate_recipe
     from align2.builders.recipe import Recipe, checked
     from align2.builders.stages import runs_table
-    from align2.publish.release import with_reward_models
 
     source = sources.source_from_options(
         llava_json, image_folder, dataset, split, revision, streaming
@@ -109,9 +108,9 @@ def curate_command(
             "selection": {"policy": policy, **options},
         },
     )
-    pool = recipe.source.llava.sources() if recipe.source.llava else [recipe.source.dataset]
     # Checked first, so a bad option never waits for the demo models to be trained.
-    recipe = with_reward_models(recipe)
+    recipe = with_demo_models(recipe)
+    pool = recipe.source.sources()
     result = curate_recipe(
         recipe, pool, out, truth=truth, engine=engine, trust_remote_code=trust_remote_code
     )

@@ -42,19 +42,6 @@ UniqueIds = Annotated[
 ]
 
 
-def sources_from_options(
-    llava_json: list[Path] | None,
-    image_folder: Path | None,
-    dataset: str | None,
-    split: str = "train",
-    revision: str | None = None,
-    streaming: bool = False,
-):
-    """The sources the options name, validated as a recipe's `source:` would be."""
-    source = source_from_options(llava_json, image_folder, dataset, split, revision, streaming)
-    return source.llava.sources() if source.llava is not None else [source.dataset]
-
-
 def source_from_options(
     llava_json: list[Path] | None,
     image_folder: Path | None,
@@ -63,7 +50,8 @@ def source_from_options(
     revision: str | None = None,
     streaming: bool = False,
 ):
-    """A recipe's `source:` section from the options."""
+    """A recipe's `source:` section from the options, validated as a recipe's would be
+    (`.sources()` gives its readers)."""
     from pydantic import ValidationError
 
     from align2.builders.recipe import Source
