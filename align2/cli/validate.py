@@ -35,9 +35,9 @@ def validate_command(
 
     config = ValidationConfig(max_image_pixels=max_image_pixels, unique_ids=unique_ids.value)
     quarantine = quarantine or report.with_name(report.stem + ".quarantine.jsonl")
-    pool = sources.sources_from_options(
+    pool = sources.source_from_options(
         llava_json, image_folder, dataset, split, revision, streaming
-    )
+    ).sources()
     result = validate_source(pool, config, quarantine, num_proc=os.cpu_count() or 1)
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps(result.report, indent=2) + "\n", encoding="utf-8")
