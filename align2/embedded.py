@@ -15,6 +15,7 @@ from pathlib import Path
 from align2.errors import Align2Error
 
 SMOLLM2 = "smollm2"  # the name users pass for the embedded model
+DEMO_MODELS = "demo"  # the name users pass for the demo reward models (demo/reward_models.py)
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 

@@ -34,7 +34,7 @@ import numpy as np
 from datasets.fingerprint import Hasher
 
 from align2.data.schema import GPT, HUMAN, IMAGE_TOKEN
-from align2.data.shards import map_in_shards
+from align2.data.shards import LOCAL, Engine, map_in_shards
 from align2.errors import Align2Error
 from align2.models.generation import OptionReader
 
@@ -330,10 +330,13 @@ def capability_identity(config: CapabilityConfig) -> str:
 
 
 def score_capabilities(
-    dataset: datasets.Dataset, config: CapabilityConfig, cache_dir: str | Path
+    dataset: datasets.Dataset,
+    config: CapabilityConfig,
+    cache_dir: str | Path,
+    engine: Engine = LOCAL,
 ) -> datasets.Dataset:
     """The 14 capability columns for `dataset`'s rows from the prompted model, in cached
-    shards (a killed run resumes; an unchanged step loads)."""
+    shards placed by `engine` (a killed run resumes; an unchanged step loads)."""
     scorer = PromptedScorer(config)
     read = ["conversations", "image"] if scorer.vision and "image" in dataset.column_names else []
     return map_in_shards(
@@ -345,4 +348,5 @@ def score_capabilities(
         name="capabilities",
         rows_per_shard=config.checkpoint_rows,
         batch_size=config.batch_size,
+        engine=engine,
     )

@@ -40,10 +40,10 @@ from align2.builders.select import (
 )
 from align2.builders.stages import Stage, StageInput, StageOutput, run_stages
 from align2.builders.styler import label_styles
+from align2.data.engines import engine_named
 from align2.data.ledger import Ledger
 from align2.data.output import KEPT_DECISION
-from align2.errors import Align2Error
-from align2.progress import stage_bar
+from align2.data.shards import Engine, map_in_shards, with_columns
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,8 @@ def weakest_turn(answer_scores: pa.ChunkedArray) -> np.ndarray:
     return np.minimum.reduceat(lists.flatten().to_numpy(), offsets[:-1] - offsets[0])
 
 
-ENGINES = ("local", "ray")
+STYLE_FEATURES = datasets.Features({"style": datasets.Value("string")})
+STYLE_SHARD_ROWS = 20_000  # rows per cached shard of styles
 
 
 def curate(
@@ -110,17 +111,17 @@ def curate(
     """Curate validated canonical rows; `validation` is the ledger of the load (quarantine).
 
     The stages (style, dedup, score, capabilities, select) run in order through the stage
-    runner, each cached under its signature. The engine decides only where scoring runs:
-    `local` maps with `datasets` in this process (GPUs through `with_rank`), `ray` with Ray
-    Data over an actor pool. Dedup hashes in `num_proc` processes."""
-    if engine not in ENGINES:
-        raise Align2Error(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
+    runner, each cached under its signature. The engine places their row-wise work (styles,
+    dedup's hashes, scores, capability scores) in cached shards: `local` maps with
+    `datasets` in this process (one process per GPU where there are several; dedup hashes
+    in `num_proc` processes), `ray` on Ray Data over an actor pool. Dedup's matching and the
+    selection run in this process over the whole pool, on either engine."""
     # Validation "kept" the rows that reached us; from here each ends kept or dropped.
     if validation.kept != len(dataset):
         raise ValueError(
             f"validation passed {validation.kept} rows, the dataset has {len(dataset)}"
         )
-    stages = curation_stages(config, Path(work_dir), validation, engine, num_proc)
+    stages = curation_stages(config, Path(work_dir), validation, engine_named(engine), num_proc)
     result = run_stages(dataset, stages, Path(work_dir) / "stages")
     ledger = Ledger(total=validation.n_quarantined, quarantined=Counter(validation.quarantined))
     for reason in result.reasons:
@@ -132,22 +133,24 @@ def curate(
     return Curation(result.rows, ledger, result.reports["select"], result.runs)
 
 
-def curation_stages(config: CurationConfig, work_dir: Path, validation, engine, num_proc):
-    """The stages a curation config asks for, in order."""
-    stages = [_style_stage(config.styler)]
+def curation_stages(
+    config: CurationConfig, work_dir: Path, validation: Ledger, engine: Engine, num_proc: int
+) -> list[Stage]:
+    """The stages a curation config asks for, in order; `engine` places their row-wise work."""
+    stages = [_style_stage(config.styler, work_dir / "styles", engine)]
     if config.dedup is not None:
         dedup = config.dedup
         stages.append(
             Stage(
                 "dedup",
                 dedup,
-                lambda rows, _: _dedup(rows, dedup, num_proc),
+                lambda rows, _: _dedup(rows, dedup, work_dir / "dedup", engine, num_proc),
                 identity=_source(dedup_module),
             )
         )
-    stages.append(_score_stage(config.scoring, work_dir, engine))
+    stages.append(_score_stage(config.scoring, work_dir / "scores", engine))
     if config.capabilities is not None:
-        stages.append(_capability_stage(config.capabilities, validation, work_dir))
+        stages.append(_capability_stage(config.capabilities, validation, work_dir, engine))
     selection = config.selection
     stages.append(
         Stage(
@@ -184,21 +187,28 @@ def _source(module) -> str:
     return Hasher.hash(inspect.getsource(module))
 
 
-def _style_stage(config: LLMStylerConfig | None) -> Stage:
+def _style_stage(config: LLMStylerConfig | None, cache_dir: Path, engine: Engine) -> Stage:
     if config is None:
-        return Stage("style", RuleStyles(), _rule_styles, identity=_source(styler_module))
-    styler = LLMStyler(config)
+        styler, identity, batch_size = label_styles, _source(styler_module), 1000
+    else:  # small map batches: the bar moves with the model's forward passes
+        styler = LLMStyler(config)
+        identity, batch_size = styler.identity, 64
 
     def styled(rows: datasets.Dataset, _) -> StageOutput:
-        with stage_bar():  # small map batches: the bar moves with the model's forward passes
-            fingerprint = Hasher.hash([rows._fingerprint, styler.identity])
-            rows = rows.map(
-                styler, batched=True, batch_size=64, new_fingerprint=fingerprint,
-                desc="styling (LLM)",
-            )  # fmt: skip
-        return StageOutput(rows)
+        styles = map_in_shards(
+            rows.select_columns(["conversations"]),
+            styler,
+            features=STYLE_FEATURES,
+            key=identity,
+            cache_dir=cache_dir,
+            name="styles",
+            rows_per_shard=STYLE_SHARD_ROWS,
+            batch_size=batch_size,
+            engine=engine,
+        )
+        return StageOutput(with_columns(rows, styles, cache_dir))
 
-    return Stage("style", config, styled, identity=styler.identity)
+    return Stage("style", config or RuleStyles(), styled, identity=identity)
 
 
 @dataclass(frozen=True)
@@ -206,38 +216,30 @@ class RuleStyles:
     """The training-free style rules (styler.py): nothing to set."""
 
 
-def _rule_styles(rows: datasets.Dataset, _) -> StageOutput:
-    with stage_bar():
-        return StageOutput(rows.map(label_styles, batched=True, desc="styling"))
-
-
-def _dedup(rows: datasets.Dataset, config: DedupConfig, num_proc: int) -> StageOutput:
-    found = find_duplicates(rows, config, num_proc=num_proc)
+def _dedup(rows, config: DedupConfig, cache_dir: Path, engine: Engine, num_proc: int):
+    found = find_duplicates(rows, config, num_proc=num_proc, cache_dir=cache_dir, engine=engine)
     return StageOutput(reasons=found.reasons, duplicate_of=found.duplicate_of)
 
 
-def _score_stage(config: ScoringConfig, work_dir: Path, engine: str) -> Stage:
-    if engine == "ray":
-        from align2.builders.ray_engine import score_with_ray as score
-    else:
-        score = score_dataset
-    identity = [SCORES_FORMAT, *scoring_identity(config)]
+def _score_stage(config: ScoringConfig, cache_dir: Path, engine: Engine) -> Stage:
     return Stage(
         "score",
         config,
-        lambda rows, _: StageOutput(score(rows, config, work_dir / "scores")),
-        identity=identity,
+        lambda rows, _: StageOutput(score_dataset(rows, config, cache_dir, engine)),
+        identity=[SCORES_FORMAT, *scoring_identity(config)],
         writes=("conversations",),  # a turn's best candidate may replace its answer
     )
 
 
-def _capability_stage(config: CapabilityConfig, validation: Ledger, work_dir: Path) -> Stage:
+def _capability_stage(
+    config: CapabilityConfig, validation: Ledger, work_dir: Path, engine: Engine
+) -> Stage:
     """mmSSR's 14 capability columns, from its score files or a prompted model."""
 
     def scored(rows: datasets.Dataset, given: StageInput) -> StageOutput:
         if config.scores is None:
-            added = score_capabilities(rows, config, work_dir / "capabilities")
-            rows = datasets.concatenate_datasets([rows.flatten_indices(), added], axis=1)
+            added = score_capabilities(rows, config, work_dir / "capabilities", engine)
+            rows = with_columns(rows, added, work_dir / "capabilities")
             report = {"model": config.model, "revision": config.revision, "rows": len(added)}
             return StageOutput(rows, report=report)
         # Integer `idx` in mmSSR's files are positions in the source: they name pool rows

@@ -24,19 +24,24 @@ Its `duplicate_of` is its own id.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import io
 import re
+import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 
 import datasets
 import imagehash
 import numpy as np
+from datasets.fingerprint import Hasher
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 from PIL import Image
 
 from align2.data.schema import IMAGE_TOKEN
-from align2.progress import stage_bar
+from align2.data.shards import LOCAL, Engine, map_in_shards
 
 DUPLICATE_EXACT = "duplicate_exact"
 NEAR_DUPLICATE_TEXT = "near_duplicate_text"
@@ -157,25 +162,55 @@ class _ImageIndex:
 
 
 PARALLEL_ROWS = 2000  # below this, worker start-up costs more than it saves
+HASH_SHARD_ROWS = 20_000  # rows per cached shard of hashes: the unit a killed run resumes from
+HASH_FEATURES = datasets.Features(
+    {
+        "dedup_text_sha": datasets.Value("string"),
+        "dedup_minhash": datasets.List(datasets.Value("int64")),
+        "dedup_image_sha": datasets.Value("string"),
+        "dedup_phash": datasets.Value("string"),
+        "dedup_repeated_turn": datasets.Value("bool"),
+    }
+)
 
 
 def find_duplicates(
-    dataset: datasets.Dataset, config: DedupConfig, *, num_proc: int = 1
+    dataset: datasets.Dataset,
+    config: DedupConfig,
+    *,
+    num_proc: int = 1,
+    cache_dir: str | Path | None = None,
+    engine: Engine = LOCAL,
 ) -> DedupResult:
     """One reason (or None) and the duplicated id per row, first occurrence kept. Hashing (an
-    image read, a perceptual hash and a MinHash per row) runs in `num_proc` processes; the
-    matching, in row order, in this one."""
-    undecoded = dataset.cast_column("image", datasets.Image(decode=False))
-    with stage_bar():
-        hashes = undecoded.map(
-            fingerprint_batch,
-            batched=True,
-            fn_kwargs={"num_perm": config.num_perm, "seed": config.seed},
-            remove_columns=undecoded.column_names,
-            num_proc=num_proc if num_proc > 1 and len(dataset) >= PARALLEL_ROWS else None,
-            desc="dedup: hashing",
-        )
-    ids = dataset["id"]
+    image read, a perceptual hash and a MinHash per row) is placed by `engine` (locally in
+    `num_proc` processes) in shards cached under `cache_dir` (a temporary folder if None);
+    the matching runs in row order in this process."""
+    with tempfile.TemporaryDirectory() as scratch:
+        hashes = _hashes(dataset, config, Path(cache_dir or scratch), engine, num_proc)
+        return _match(dataset["id"], hashes, config)
+
+
+def _hashes(dataset, config, cache_dir: Path, engine: Engine, num_proc: int) -> datasets.Dataset:
+    undecoded = dataset.select_columns(["conversations", "image"]).cast_column(
+        "image", datasets.Image(decode=False)
+    )
+    settings = {"num_perm": config.num_perm, "seed": config.seed}
+    return map_in_shards(
+        undecoded,
+        partial(fingerprint_batch, **settings),
+        features=HASH_FEATURES,
+        key=Hasher.hash([inspect.getsource(fingerprint_batch), MINHASH_SCHEME, settings]),
+        cache_dir=cache_dir,
+        name="dedup-hashes",
+        rows_per_shard=HASH_SHARD_ROWS,
+        batch_size=1000,
+        engine=engine,
+        num_proc=num_proc if num_proc > 1 and len(dataset) >= PARALLEL_ROWS else None,
+    )
+
+
+def _match(ids: list[str], hashes: datasets.Dataset, config: DedupConfig) -> DedupResult:
     reasons: list[str | None] = [None] * len(ids)
     duplicate_of: list[str | None] = [None] * len(ids)
     exact: dict[tuple[str, str], int] = {}

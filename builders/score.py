@@ -10,8 +10,8 @@ Columns added: `question_score`, `answer_scores` (per turn), `answer_score` (the
 The transform is a picklable object whose state is the models' identity (path, revision,
 weight fingerprint) and the options, never a loaded model: `datasets` fingerprints it, so an
 unchanged step loads from its cache. Rows are scored in shards of `checkpoint_rows`, each
-its own cache file: a killed run resumes at the first unfinished shard, and the result is
-identical to an uninterrupted run.
+its own cache file (`data/shards.py`): a killed run resumes at the first unfinished shard,
+on either engine, and the result is identical to an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 from datasets.fingerprint import Hasher
 
 from align2.data.schema import FEATURES, GPT, HUMAN
-from align2.data.shards import map_in_shards
+from align2.data.shards import LOCAL, Engine, map_in_shards, with_columns
 from align2.models.backbones import Backbone, load_reward_model, model_fingerprint
 from align2.models.scoring import score_texts, use_bf16
 from align2.reward.templates import answer_text, question_text
@@ -165,10 +165,16 @@ def scoring_identity(config: ScoringConfig) -> list:
 
 
 def score_dataset(
-    dataset: datasets.Dataset, config: ScoringConfig, cache_dir: str | Path
+    dataset: datasets.Dataset,
+    config: ScoringConfig,
+    cache_dir: str | Path,
+    engine: Engine = LOCAL,
 ) -> datasets.Dataset:
-    """`dataset` with the score columns, computed shard by shard into `cache_dir`."""
-    cache_dir = Path(cache_dir)
+    """`dataset` with the score columns, computed shard by shard into `cache_dir` by
+    `engine`."""
+    if not len(dataset):
+        every = datasets.Features({**dataset.features, **SCORE_FEATURES})
+        return datasets.Dataset.from_dict({name: [] for name in every}, features=every)
     scorer = ConversationScorer(config)
     # Batch size and the like change how fast, not what: they stay out of the cache key.
     key = Hasher.hash(
@@ -179,8 +185,6 @@ def score_dataset(
             config.trust_remote_code,
         ]
     )
-    # Shards hold only what scoring adds (small files: memory stays flat as pools grow);
-    # they join the rows column-wise at the end.
     replaces_answers = "candidates" in dataset.column_names
     features = datasets.Features(
         {
@@ -188,10 +192,6 @@ def score_dataset(
             **({"conversations": FEATURES["conversations"]} if replaces_answers else {}),
         }
     )
-    n_gpus = torch.cuda.device_count()
-    if not len(dataset):
-        every = datasets.Features({**dataset.features, **SCORE_FEATURES})
-        return datasets.Dataset.from_dict({name: [] for name in every}, features=every)
     scores = map_in_shards(
         dataset,
         scorer,
@@ -201,13 +201,7 @@ def score_dataset(
         name="scores",
         rows_per_shard=config.checkpoint_rows,
         batch_size=config.window,
+        engine=engine,
         with_rank=True,
-        num_proc=n_gpus if n_gpus > 1 else None,
     )
-    columns = list(dataset.column_names) + list(SCORE_FEATURES)
-    rows = dataset.remove_columns("conversations") if replaces_answers else dataset
-    if rows._indices is not None:  # a selection: column-wise joins need contiguous rows
-        rows = rows.flatten_indices(
-            cache_file_name=str(cache_dir / f"rows-{key}-{rows._fingerprint}.arrow")
-        )
-    return datasets.concatenate_datasets([rows, scores], axis=1).select_columns(columns)
+    return with_columns(dataset, scores, cache_dir)

@@ -13,13 +13,12 @@ from pathlib import Path
 from datasets.fingerprint import Hasher
 
 from align2.demo.annotations import DemoAnnotationConfig, write_demo_annotations
-from align2.embedded import cache_dir
+from align2.embedded import DEMO_MODELS, cache_dir
 from align2.models import tiny_vlm
 from align2.reward.annotations import preference_pairs
 from align2.reward.train import DEMO_ANSWER_TRAINING, DEMO_QUESTION_TRAINING, train_reward_model
 
 DEMO_ANNOTATIONS = DemoAnnotationConfig(split="train", seed=0)
-DEMO_MODELS = "demo"  # what a recipe or the command line names these models by
 
 
 def with_demo_models(recipe):

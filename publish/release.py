@@ -26,6 +26,7 @@ from align2.cards.dataset_card import (
     plot_tradeoff,
     render_dataset_card,
 )
+from align2.data.engines import engine_named
 from align2.data.exports import export
 from align2.data.output import KEPT_DECISION, write_json, write_parquet
 from align2.data.sources import LlavaJsonSource, Source
@@ -82,7 +83,7 @@ def _sources(recipe: Recipe, work: Path) -> tuple[list[Source], Path | None, str
     return given.sources(), None, given.name or given.dataset.path
 
 
-def _rewrite(kept: datasets.Dataset, recipe: Recipe, work: Path, answer_model: str, truth):
+def _rewrite(kept: datasets.Dataset, recipe: Recipe, work: Path, answer_model: str, truth, engine):
     """The kept rows rewritten, guarded by the build's own answer reward model; with ground
     truth, the accepted rewrites judged against the images' facts."""
     from align2.models.generation import GenerationConfig
@@ -101,7 +102,7 @@ def _rewrite(kept: datasets.Dataset, recipe: Recipe, work: Path, answer_model: s
         answer_model=answer_model,
         answer_revision=recipe.reward.answer_revision,
     )
-    rewritten, report = rewrite_dataset(kept, config, work / "generation_cache.sqlite")
+    rewritten, report = rewrite_dataset(kept, config, work / "rewrites", engine_named(engine))
     if truth is not None:
         rows = list(rewritten.remove_columns("image"))
         report["truth"] = rewrite_truth_report(rows, read_image_facts(truth))
@@ -116,8 +117,10 @@ def build_release(
     work_root: Path,
     version: str | None = None,
     command: str = "",
+    engine: str = "local",
 ) -> ReleaseResult:
-    """Run `recipe` and publish it to `target` (unless the latest version has its content).
+    """Run `recipe` and publish it to `target` (unless the latest version has its content);
+    `engine` places the row-wise stages (curation's and the rewrite).
 
     One build at a time holds the work folder and the target repository: a second one is
     refused at once, as is a target that holds what no release made, before any work."""
@@ -126,7 +129,7 @@ def build_release(
     with work_lock, target.lock(recipe.name):
         for stale in work.glob(".release-*"):  # left by a killed build
             shutil.rmtree(stale, ignore_errors=True)
-        return _build(recipe, recipe_text, target, work, version, command)
+        return _build(recipe, recipe_text, target, work, version, command, engine)
 
 
 def _downstream(pool, kept, evaluate, work: Path) -> dict:
@@ -140,13 +143,13 @@ def _downstream(pool, kept, evaluate, work: Path) -> dict:
     return {"model": evaluate.model, **result}
 
 
-def _build(recipe, recipe_text, target, work: Path, version, command) -> ReleaseResult:
+def _build(recipe, recipe_text, target, work: Path, version, command, engine) -> ReleaseResult:
     work.mkdir(parents=True, exist_ok=True)
     sources, truth, source = _sources(recipe, work)
-    run = _curate(recipe, sources, truth, work)
+    run = _curate(recipe, sources, truth, work, engine)
     kept, rewrite = run.curation.kept, None
     if recipe.rewrite is not None and len(kept):
-        kept, rewrite = _rewrite(kept, recipe, work, run.models[1], truth)
+        kept, rewrite = _rewrite(kept, recipe, work, run.models[1], truth, engine)
     latest = target.latest(recipe.name)
     with tempfile.TemporaryDirectory(prefix=".release-", dir=work) as tmp:
         scored = run.curation.scored.remove_columns("image")
@@ -202,13 +205,14 @@ def _build(recipe, recipe_text, target, work: Path, version, command) -> Release
     return ReleaseResult(location, new_version, digest, True, message, _summary(run))
 
 
+def _curate(recipe, sources, truth, work: Path, engine: str) -> CurationRun:
+    """The recipe's curation: validate, dedup, style, score and select."""
+    demo = with_demo_models(recipe)
+    return curate_recipe(demo, sources, work / "curation", truth=truth, engine=engine)
+
+
 def _summary(run: CurationRun) -> str:
     return f"{run.ledger.table()}\n\n{runs_table(run.curation.runs)}"
-
-
-def _curate(recipe, sources, truth, work: Path) -> CurationRun:
-    """The recipe's curation: validate, dedup, style, score and select."""
-    return curate_recipe(with_demo_models(recipe), sources, work / "curation", truth=truth)
 
 
 def _write_reports(release: Path, recipe, recipe_text: str, run, kept, rewrite, work: Path):

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import datasets
 
+from align2.data.engines import engine_named
 from align2.data.output import CURATED_FILE, MODELS_FILE, write_json, write_parquet
 from align2.errors import Align2Error
 from align2.rewrite.rewriter import RewriteConfig, rewrite_dataset
 
-REPORT_FILE, CACHE_FILE = "rewrite_report.json", "generation_cache.sqlite"
+REPORT_FILE, WORK_FOLDER = "rewrite_report.json", "work"  # work: the caches
 
 
 def read_rows(source: str | Path) -> datasets.Dataset:
@@ -46,9 +47,11 @@ def curation_answer_model(source: str | Path) -> tuple[str | None, str | None]:
     return models.get("answer_model"), models.get("answer_revision")
 
 
-def run_rewrite(source: str | Path, config: RewriteConfig, out: Path) -> dict:
-    """Rewrite `source`'s rows into `out`. Without an answer model in `config`, a curation
-    folder's own answer model guards the rewrites."""
+def run_rewrite(
+    source: str | Path, config: RewriteConfig, out: Path, engine: str = "local"
+) -> dict:
+    """Rewrite `source`'s rows into `out`, on `engine`. Without an answer model in `config`,
+    a curation folder's own answer model guards the rewrites."""
     rows = read_rows(source)
     missing = {"id", "conversations"} - set(rows.column_names)
     if missing:
@@ -57,7 +60,7 @@ def run_rewrite(source: str | Path, config: RewriteConfig, out: Path) -> dict:
         model, revision = curation_answer_model(source)
         config = replace(config, answer_model=model, answer_revision=revision)
     out = Path(out)
-    rewritten, report = rewrite_dataset(rows, config, out / CACHE_FILE)
+    rewritten, report = rewrite_dataset(rows, config, out / WORK_FOLDER, engine_named(engine))
     write_parquet(rewritten, out / CURATED_FILE)
     write_json(report, out / REPORT_FILE)
     return report

@@ -10,21 +10,32 @@ is lost.
 The report measures what the stage is for: the inner LLM's negative log-likelihood per token
 of the answers before and after (lower: more its own words), over the accepted turns and
 over every kept answer, and, with an answer reward model, its scores of both versions.
+
+Rewriting (with its review) is a row-wise stage: `Rewriter` maps over a shard's rows, the
+engine places the shards (`data/shards.py`: cached, a killed run resumes), and the report is
+read off the per-turn figures the shards keep (MEASURE_FEATURES), which the released rows
+do not carry.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import random
+import sys
+import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import datasets
 import numpy as np
+from datasets.fingerprint import Hasher
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from align2.data.schema import GPT, HUMAN, IMAGE_TOKEN
+from align2.data.shards import LOCAL, Engine, map_in_shards, with_columns
+from align2.models.backbones import model_fingerprint
 from align2.models.generation import (
     LLM,
     GenerationCache,
@@ -34,10 +45,12 @@ from align2.models.generation import (
     option_probabilities,
 )
 from align2.models.precision import generation_precision
+from align2.rewrite import claims, guards
 from align2.rewrite.claims import polarity
 from align2.rewrite.guards import ACCEPTED, GuardConfig, check_rewrite
 
 REVIEWED_OUT, UNCHANGED, SKIPPED = "reviewed_out", "unchanged", "skipped"
+REWARD_DROP = "reward_drop"  # the answer reward model scored the rewrite too far below
 REWRITE_FEATURES = {
     "original_conversations": datasets.List(
         {"from": datasets.Value("string"), "value": datasets.Value("string")}
@@ -46,6 +59,12 @@ REWRITE_FEATURES = {
     "review_probabilities": datasets.List(datasets.List(datasets.Value("float32"))),
     "rewritten": datasets.Value("bool"),
 }
+# Per turn, what the report is computed from (None where a turn was not measured).
+MEASURE_FEATURES = {
+    name: datasets.List(datasets.Value("float32"))
+    for name in ("nll_original", "nll_rewrite", "reward_original", "reward_rewrite")
+} | {"rewrite_bf16": datasets.Value("bool"), "rewrite_precision": datasets.Value("string")}
+SHARD_ROWS = 4096  # rows per cached shard of rewrites: the unit a killed run resumes from
 
 
 @dataclass(frozen=True)
@@ -62,6 +81,18 @@ class RewriteConfig:
     # below the original is refused (it reads the image, which the rules cannot).
     answer_model: str | None = None
     answer_revision: str | None = None
+
+    @property
+    def identity(self) -> str:
+        """What the rewrite columns depend on: the settings that change them (the batch size
+        does not), the models' weights, the prompts and the guards' and rewriter's code."""
+        settings = {**asdict(self), "generation": self.generation.cache_fields()}
+        models = [LLM(self.model, self.revision).fingerprint]
+        if self.answer_model is not None:
+            models.append(model_fingerprint(self.answer_model, self.answer_revision))
+        code = [inspect.getsource(module) for module in (sys.modules[__name__], guards, claims)]
+        prompts = [PROMPTS.loader.get_source(PROMPTS, name)[0] for name in PROMPTS.list_templates()]
+        return Hasher.hash([settings, models, code, prompts])
 
 
 # Prompts are files (rewrite/prompts/*.j2). Plain text goes to a model: no HTML escaping.
@@ -121,10 +152,10 @@ def rewrite_conversations(
     cache: GenerationCache | None,
     llm: LLM | None = None,
     images_of: ImagesOf | None = None,
-) -> tuple[dict, dict]:
-    """The rewrite columns for a list of conversations (see REWRITE_FEATURES), and what was
-    measured on them (`inner_llm_nll`, `answer_reward`). `images_of` gives the answer
-    reward model its images, read only for the rows it scores."""
+) -> dict:
+    """The rewrite columns for a list of conversations (REWRITE_FEATURES) and the per-turn
+    figures measured on them (MEASURE_FEATURES). `images_of` gives the answer reward model
+    its images, read only for the rows it scores."""
     llm = llm or LLM(config.model, config.revision, config.trust_remote_code)
     precision = generation_precision(llm, config.generation.bf16)
     generation = replace(config.generation, bf16=precision.setting)  # decided once
@@ -143,11 +174,10 @@ def rewrite_conversations(
         )
         for turn, rewrite in zip(turns, rewrites, strict=True)
     ]
-    measures = {"precision": {"bf16": precision.bf16, "reason": precision.reason}}
+    measured: dict[str, dict[int, float]] = {name: {} for name in MEASURE_COLUMNS}
     if config.answer_model is not None:
-        measures["answer_reward"] = _guard_reward_drop(
-            turns, rewrites, decisions, config, images_of
-        )
+        rewards = _guard_reward_drop(turns, rewrites, decisions, config, images_of)
+        measured["reward_original"], measured["reward_rewrite"] = rewards
     probabilities = [[] for _ in turns]
     reviewed = [i for i, d in enumerate(decisions) if d == ACCEPTED]
     if config.review and reviewed:
@@ -158,24 +188,40 @@ def rewrite_conversations(
             probabilities[i] = [float(po), float(pr)]
             if pr <= po:
                 decisions[i] = REVIEWED_OUT
-    measures["inner_llm_nll"] = _nll_report(llm, turns, rewrites, decisions, config)
+    measured["nll_original"], measured["nll_rewrite"] = _nll(
+        llm, turns, rewrites, decisions, config
+    )
+    columns = _per_row(conversations, turns, rewrites, decisions, probabilities, measured)
+    columns["rewrite_bf16"] = [precision.bf16] * len(conversations)
+    columns["rewrite_precision"] = [precision.reason] * len(conversations)
+    return columns
+
+
+MEASURE_COLUMNS = ("nll_original", "nll_rewrite", "reward_original", "reward_rewrite")
+
+
+def _per_row(conversations, turns, rewrites, decisions, probabilities, measured) -> dict:
+    """Per-turn results laid out by conversation: every turn gets a decision (`skipped`
+    where it was not sent to the LLM), the accepted rewrites replace their texts."""
     final = [[dict(t) for t in conversation] for conversation in conversations]
-    # One decision per turn of the conversation; turns not sent to the LLM are `skipped`.
     per_row = [[SKIPPED] * len(c) for c in conversations]
     per_row_p: list[list[list[float]]] = [[[] for _ in c] for c in conversations]
-    for turn, rewrite, decision, p in zip(turns, rewrites, decisions, probabilities, strict=True):
-        if decision == ACCEPTED:
+    figures = {name: [[None] * len(c) for c in conversations] for name in MEASURE_COLUMNS}
+    for i, (turn, rewrite) in enumerate(zip(turns, rewrites, strict=True)):
+        if decisions[i] == ACCEPTED:
             final[turn.row][turn.index]["value"] = _with_image(rewrite, turn.image_first)
-        per_row[turn.row][turn.index] = decision
-        per_row_p[turn.row][turn.index] = p
-    columns = {
+        per_row[turn.row][turn.index] = decisions[i]
+        per_row_p[turn.row][turn.index] = probabilities[i]
+        for name, values in measured.items():
+            figures[name][turn.row][turn.index] = values.get(i)
+    return {
         "conversations": final,
         "original_conversations": conversations,
         "rewrite_decisions": per_row,
         "review_probabilities": per_row_p,
         "rewritten": [ACCEPTED in d for d in per_row],
+        **figures,
     }
-    return columns, measures
 
 
 def _generate_rewrites(llm: LLM, turns: list[_Turn], config: RewriteConfig, cache) -> list[str]:
@@ -198,16 +244,17 @@ def _generate_rewrites(llm: LLM, turns: list[_Turn], config: RewriteConfig, cach
     return [_clean(s + _continue(g) if s else g) for s, g in zip(starts, generated, strict=True)]
 
 
-def _guard_reward_drop(turns, rewrites, decisions, config: RewriteConfig, images_of) -> dict:
+def _guard_reward_drop(turns, rewrites, decisions, config: RewriteConfig, images_of):
     """Score the answers that passed the rules, original and rewrite, with the answer reward
-    model; refuse (in `decisions`) those it scores more than `max_reward_drop` lower."""
+    model; refuse (in `decisions`) those it scores more than `max_reward_drop` lower. The
+    scores, by turn: (originals, rewrites)."""
     from align2.models.backbones import load_reward_model
     from align2.models.scoring import score_texts
     from align2.reward.templates import answer_text
 
     scored = [i for i, d in enumerate(decisions) if d == ACCEPTED and turns[i].role == GPT]
     if not scored:
-        return {"model": config.answer_model, "scored": 0}
+        return {}, {}
     backbone = load_reward_model(
         config.answer_model,
         revision=config.answer_revision,
@@ -226,42 +273,75 @@ def _guard_reward_drop(turns, rewrites, decisions, config: RewriteConfig, images
     before, after = scores[: len(scored)], scores[len(scored) :]
     for i, drop in zip(scored, before - after, strict=True):
         if drop > config.guards.max_reward_drop:
-            decisions[i] = "reward_drop"
-    return {
-        "model": config.answer_model,
-        "scored": len(scored),
-        "refused": int(np.sum(before - after > config.guards.max_reward_drop)),
-        "max_drop": config.guards.max_reward_drop,
-        "mean_original": round(float(before.mean()), 4),
-        "mean_rewrite": round(float(after.mean()), 4),
-    }
+            decisions[i] = REWARD_DROP
+    return dict(zip(scored, before.tolist(), strict=True)), dict(
+        zip(scored, after.tolist(), strict=True)
+    )
 
 
-def _nll_report(llm: LLM, turns, rewrites, decisions, config: RewriteConfig) -> dict:
-    """The inner LLM's mean NLL per token of the answers, original and as released, over the
-    accepted answer turns and over every answer turn."""
+def _nll(llm: LLM, turns, rewrites, decisions, config: RewriteConfig):
+    """The inner LLM's mean NLL per token of every answer turn's original, and of each
+    accepted answer's rewrite, by turn."""
     answers = [i for i, t in enumerate(turns) if t.role == GPT]
     accepted = [i for i in answers if decisions[i] == ACCEPTED]
     questions = [turns[i].question for i in answers] + [turns[i].question for i in accepted]
     texts = [turns[i].text for i in answers] + [rewrites[i] for i in accepted]
     nll = answer_nll(llm, questions, texts, config.generation.batch_size) if texts else []
+    nll = [float(x) for x in nll]
     original = dict(zip(answers, nll[: len(answers)], strict=True))
-    rewritten = dict(zip(accepted, nll[len(answers) :], strict=True))
-    released = [rewritten.get(i, original[i]) for i in answers]
+    return original, dict(zip(accepted, nll[len(answers) :], strict=True))
 
-    def mean(values) -> float | None:
-        return round(float(np.mean(values)), 4) if len(values) else None
 
-    return {
-        "turns": len(accepted),
-        "original": mean([original[i] for i in accepted]),
-        "rewritten": mean([rewritten[i] for i in accepted]),
-        "all_answers": {
-            "turns": len(answers),
-            "original": mean([original[i] for i in answers]),
-            "released": mean(released),
+def measured_report(rows: dict, config: RewriteConfig) -> dict:
+    """What was measured, from the rewritten rows' per-turn figures: the precision, the
+    inner LLM's NLL over the accepted answer turns (original and rewrite) and over every
+    answer turn (original and as released), and the answer reward model's scores."""
+    original, rewrite, released, every = [], [], [], []
+    reward = {"original": [], "rewrite": [], "refused": 0}
+    for row in range(len(rows["rewrite_decisions"])):
+        figures = (rows[name][row] for name in MEASURE_COLUMNS)
+        turns = zip(rows["rewrite_decisions"][row], *figures, strict=True)
+        for decision, nll, nll_rewrite, reward_original, reward_rewrite in turns:
+            if nll is not None:
+                every.append(nll)
+                released.append(nll_rewrite if decision == ACCEPTED else nll)
+            if decision == ACCEPTED and nll_rewrite is not None:
+                original.append(nll)
+                rewrite.append(nll_rewrite)
+            if reward_original is not None:
+                reward["original"].append(reward_original)
+                reward["rewrite"].append(reward_rewrite)
+                reward["refused"] += decision == REWARD_DROP
+    precisions = sorted(set(zip(rows["rewrite_bf16"], rows["rewrite_precision"], strict=True)))
+    report = {
+        "precision": [{"bf16": bf16, "reason": reason} for bf16, reason in precisions],
+        "inner_llm_nll": {
+            "turns": len(original),
+            "original": _mean(original),
+            "rewritten": _mean(rewrite),
+            "all_answers": {
+                "turns": len(every),
+                "original": _mean(every),
+                "released": _mean(released),
+            },
         },
     }
+    if len(precisions) == 1:  # one machine decided for every shard
+        report["precision"] = report["precision"][0]
+    if config.answer_model is not None:
+        report["answer_reward"] = {"model": config.answer_model, "scored": len(reward["original"])}
+        if reward["original"]:
+            report["answer_reward"] |= {
+                "refused": reward["refused"],
+                "max_drop": config.guards.max_reward_drop,
+                "mean_original": _mean(reward["original"]),
+                "mean_rewrite": _mean(reward["rewrite"]),
+            }
+    return report
+
+
+def _mean(values) -> float | None:
+    return round(float(np.mean(np.asarray(values, np.float32))), 4) if len(values) else None
 
 
 TOKENS_PER_WORD = 1.6  # generous for English with SmolLM2's tokenizer (~1.3 measured)
@@ -314,30 +394,77 @@ def _review(llm: LLM, turns, rewrites, ids, config: RewriteConfig):
     return p_rewrite, 1 - p_rewrite
 
 
+class Rewriter:
+    """`datasets.map(batched=True)` transform: a batch's rows rewritten, reviewed and
+    measured. It pickles as its settings (the LLM loads in the process that maps), so an
+    engine can place it anywhere; `cache_path` is its generation cache (SQLite), if any."""
+
+    def __init__(self, config: RewriteConfig, cache_path: str | None):
+        self.config, self.cache_path = config, cache_path
+        self._llm: LLM | None = None
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_llm"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _llm=None)
+
+    def __call__(self, batch: dict) -> dict:
+        config = self.config
+        self._llm = self._llm or LLM(config.model, config.revision, config.trust_remote_code)
+        cache = GenerationCache(self.cache_path) if self.cache_path else None
+        images = batch.get("image")
+
+        def images_of(rows: list[int]) -> list:
+            return [IMAGE.decode_example(images[row]) for row in rows]
+
+        images_of = images_of if images is not None else None
+        return rewrite_conversations(
+            batch["conversations"], batch["id"], config, cache, self._llm, images_of
+        )
+
+
+IMAGE = datasets.Image()  # rows reach the rewriter undecoded: only scored ones are read
+
+
 def rewrite_dataset(
-    dataset: datasets.Dataset, config: RewriteConfig, cache_path: str | Path | None
+    dataset: datasets.Dataset,
+    config: RewriteConfig,
+    cache_dir: str | Path | None,
+    engine: Engine = LOCAL,
 ) -> tuple[datasets.Dataset, dict]:
-    """`dataset` with rewritten conversations and the audit columns, and the report."""
-    cache = GenerationCache(cache_path) if cache_path is not None else None
+    """`dataset` with rewritten conversations and the audit columns, and the report. The
+    rewrites are computed in cached shards under `cache_dir` (with the generation cache),
+    placed by `engine`; None: a temporary folder, nothing kept."""
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(cache_dir) if cache_dir is not None else Path(scratch)
+        columns = ["id", "conversations", *(["image"] if "image" in dataset.features else [])]
+        rows = dataset.select_columns(columns)
+        if "image" in columns:
+            rows = rows.cast_column("image", datasets.Image(decode=False))
+        cache = str(folder / CACHE_FILE) if cache_dir is not None else None
+        features = {"conversations": dataset.features["conversations"], **REWRITE_FEATURES}
+        added = map_in_shards(
+            rows,
+            Rewriter(config, cache),
+            features=datasets.Features({**features, **MEASURE_FEATURES}),
+            key=config.identity,
+            cache_dir=folder,
+            name="rewrites",
+            rows_per_shard=SHARD_ROWS,
+            batch_size=SHARD_ROWS,  # one call per shard: its prompts batched by length together
+            engine=engine,
+        )
+        measured = added.select_columns(["rewrite_decisions", *MEASURE_FEATURES]).to_dict()
+        added = added.remove_columns(list(MEASURE_FEATURES))
+        out = with_columns(dataset, added, folder)
+        if cache_dir is None:  # the scratch folder goes: the rows must not live in it
+            out = out.flatten_indices(keep_in_memory=True)
+    report = {**rewrite_report(measured["rewrite_decisions"]), **measured_report(measured, config)}
+    return out, report
 
-    def images_of(rows: list[int]) -> list:
-        return dataset.select(rows)["image"]
 
-    columns, measures = rewrite_conversations(
-        dataset["conversations"],
-        dataset["id"],
-        config,
-        cache,
-        images_of=images_of if "image" in dataset.column_names else None,
-    )
-    out = dataset.remove_columns("conversations").add_column(
-        "conversations", columns.pop("conversations"), feature=dataset.features["conversations"]
-    )
-    for name, values in columns.items():
-        out = out.add_column(name, values, feature=REWRITE_FEATURES[name])
-    order = list(dataset.column_names) + list(REWRITE_FEATURES)
-    out = out.select_columns(order)
-    return out, {**rewrite_report(out["rewrite_decisions"]), **measures}
+CACHE_FILE = "generation_cache.sqlite"
 
 
 def rewrite_report(decisions: list[list[str]]) -> dict:

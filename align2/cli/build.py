@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from align2.cli.engine import EngineName
+
 WORK_DIR = Path("build") / "align2-work"
 
 
@@ -21,6 +23,7 @@ def build_command(
     version: Annotated[
         str | None, typer.Option(help="Release version X.Y.Z (default: bump the latest patch).")
     ] = None,
+    engine: EngineName = "local",
 ) -> None:
     """Curate, rewrite and publish as the recipe says."""
     from align2.builders.recipe import load_recipe
@@ -36,6 +39,7 @@ def build_command(
         target=publish_to,
         work_root=WORK_DIR,
         command=command,
+        engine=engine,
     )
     typer.echo(result.summary)
     typer.echo(result.message)

@@ -11,7 +11,8 @@ from typing import Annotated
 import typer
 
 from align2.cli import sources
-from align2.demo.reward_models import DEMO_MODELS, with_demo_models
+from align2.cli.engine import EngineName
+from align2.embedded import DEMO_MODELS
 
 
 def curate_command(
@@ -65,7 +66,7 @@ def curate_command(
             help="Label styles with this causal LM (Hub id, folder or .gguf) instead of the rules."
         ),
     ] = None,
-    engine: Annotated[str, typer.Option(help="local (datasets) | ray (Ray Data)")] = "local",
+    engine: EngineName = "local",
     batch_size: Annotated[int, typer.Option(help="Sequences per forward pass.")] = 64,
     trust_remote_code: Annotated[bool, typer.Option(help="Run model code from the Hub.")] = False,
 ) -> None:
@@ -109,6 +110,8 @@ def curate_command(
         },
     )
     # Checked first, so a bad option never waits for the demo models to be trained.
+    from align2.demo.reward_models import with_demo_models
+
     recipe = with_demo_models(recipe)
     pool = recipe.source.sources()
     result = curate_recipe(

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from align2.cli.engine import EngineName
+
 
 def rewrite_command(
     input: Annotated[
@@ -35,6 +37,7 @@ def rewrite_command(
         float | None,
         typer.Option(help="Largest answer-reward fall (original - rewrite) accepted [0.5]."),
     ] = None,
+    engine: EngineName = "local",
 ) -> None:
     """Rewrite each kept question and answer in the inner LLM's words."""
     from align2.models.generation import GenerationConfig
@@ -56,6 +59,6 @@ def rewrite_command(
         trust_remote_code=trust_remote_code,
         answer_model=answer_model,
     )
-    report = run_rewrite(input, config, out)
+    report = run_rewrite(input, config, out, engine)
     typer.echo(json.dumps(report, indent=2))
     typer.echo(f"outputs: {out}")

@@ -74,7 +74,7 @@ def test_mmssr_files_drive_budget_curation(tmp_path, small_pool, tiny_models):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     # One bar per stage's pass over the rows, none for datasets' bookkeeping around them.
-    assert "scores rows 0-" in result.stderr and "styling" in result.stderr
+    assert "scores rows 0-" in result.stderr and "styles rows 0-" in result.stderr
     for bookkeeping in ("Flattening the indices", "Filter", "Casting", "Creating parquet"):
         assert bookkeeping not in result.stderr
     scored = datasets.load_dataset("parquet", data_files=str(out / "scored/*.parquet"))["train"]

@@ -8,16 +8,20 @@ from dataclasses import replace
 import datasets
 import pytest
 
+from align2.builders.capabilities import CapabilityConfig
 from align2.builders.curate import CurationConfig, curate
 from align2.builders.dedup import DedupConfig
+from align2.builders.llm_styler import LLMStylerConfig
 from align2.builders.pipeline import run_curation
 from align2.builders.score import ScoringConfig
 from align2.builders.select import Align2Selection, BudgetSelection, make_policy
 from align2.builders.stages import runs_table
-from align2.data.ledger import Ledger
+from align2.data.engines import ENGINES, engine_named
 from align2.data.sources import LlavaJsonSource, load_canonical
 from align2.data.validate import Quarantine, ValidationConfig
 from align2.errors import Align2Error
+from align2.models.generation import GenerationConfig
+from align2.rewrite.rewriter import RewriteConfig, rewrite_dataset
 
 
 def _pool_with_a_duplicate(small_pool, tmp_path):
@@ -81,23 +85,53 @@ def test_unknown_policy_and_options_name_what_is_allowed():
 
 
 @pytest.mark.slow
-def test_ray_and_local_engines_keep_the_same_rows(tmp_path, small_pool, tiny_models):
-    from align2.data.sources import LlavaJsonSource, load_canonical
-    from align2.data.validate import Quarantine, ValidationConfig
+def test_ray_runs_every_stage_to_the_local_engines_result(
+    tmp_path, small_pool, tiny_models, lively_lm
+):
+    """Every stage with row-wise work (LLM styles, dedup's hashes, scores, prompted
+    capability scores, then the rewrite with its guards and review) computed on a local Ray
+    instance gives the local engine's rows: the same kept set and every column the same, the
+    budget policy reading styles and capabilities, and the same rewrite report."""
+    import ray
 
-    images = small_pool / "images"
-    source = LlavaJsonSource(small_pool / "llava_pool.json", images)
-    dataset = load_canonical(source, ValidationConfig(image_folder=images), Quarantine())
+    pool = _pool_with_a_duplicate(small_pool, tmp_path)
+    source = LlavaJsonSource(pool / "llava_pool.json", pool / "images")
+    quarantine = Quarantine()
+    dataset = load_canonical(source, ValidationConfig(image_folder=pool / "images"), quarantine)
     config = CurationConfig(
-        scoring=ScoringConfig(*tiny_models[:2]), selection=BudgetSelection(ratio=0.3)
+        scoring=ScoringConfig(*tiny_models[:2], checkpoint_rows=16),
+        selection=BudgetSelection(ratio=0.3),
+        styler=LLMStylerConfig(model=lively_lm),
+        capabilities=CapabilityConfig(model=lively_lm, checkpoint_rows=32),
     )
-    validation = Ledger(total=len(dataset), kept=len(dataset))
-    local = curate(dataset, config, tmp_path / "local", validation)
-    ray = curate(dataset, config, tmp_path / "ray", validation, engine="ray")
-    assert ray.scored["id"] == local.scored["id"]
-    assert ray.scored["decision"] == local.scored["decision"]
-    assert ray.scored["answer_score"] == pytest.approx(local.scored["answer_score"], abs=1e-5)
-    assert ray.ledger == local.ledger
+    local = curate(dataset, config, tmp_path / "local", quarantine.ledger)
+    on_ray = curate(dataset, config, tmp_path / "ray", quarantine.ledger, engine="ray")
+    assert ray.is_initialized()
+    for stage in ("styles", "dedup", "scores", "capabilities"):  # the engine wrote the shards
+        assert list((tmp_path / "ray" / stage).glob("*.arrow")), stage
+    assert on_ray.ledger == local.ledger and on_ray.ledger.dropped["duplicate_exact"] == 1
+    assert on_ray.kept["id"] == local.kept["id"]
+    assert on_ray.scored.column_names == local.scored.column_names
+    assert len(set(local.scored["style"])) > 1  # the styler's labels vary by row
+    for name in local.scored.column_names:
+        assert on_ray.scored[name] == local.scored[name], name
+    assert on_ray.selection == local.selection
+
+    rewrite = RewriteConfig(
+        model=lively_lm, generation=GenerationConfig(max_new_tokens=8), answer_model=tiny_models[1]
+    )
+    rewritten = {
+        engine: rewrite_dataset(
+            local.kept, rewrite, tmp_path / f"rewrite-{engine}", engine_named(engine)
+        )
+        for engine in ENGINES
+    }
+    (local_rows, local_report), (ray_rows, ray_report) = rewritten["local"], rewritten["ray"]
+    assert list((tmp_path / "rewrite-ray").glob("rewrites-*.arrow"))
+    assert ray_report == local_report and local_report["turns"] > 0
+    assert ray_rows.column_names == local_rows.column_names
+    for name in local_rows.column_names:
+        assert ray_rows[name] == local_rows[name], name
 
 
 def test_weakest_turn_reads_list_scores_of_a_selected_table():

@@ -14,6 +14,7 @@ import pytest
 from helpers import save_tiny_hub_vlm
 
 from align2.builders.score import ScoringConfig, score_dataset
+from align2.data.engines import engine_named
 from align2.data.schema import FEATURES
 from align2.data.sources import LlavaJsonSource, load_canonical
 from align2.data.validate import Quarantine, ValidationConfig
@@ -89,30 +90,36 @@ def test_empty_dataset_scores_to_an_empty_table(tmp_path, tiny_models):
 
 
 @pytest.mark.slow
-def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_models):
+@pytest.mark.parametrize("engine", ["local", "ray"])
+def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_models, engine):
+    """Killed mid-way (with every process it started: Ray's too), a run resumes on the same
+    engine from the shards it finished, to what an uninterrupted local run gives."""
     pool = tmp_path / "pool"
     write_demo_pool(build_demo_pool(DemoPoolConfig(split="test", size=200, seed=2)), pool)
     question, answer, _ = tiny_models
     cache = tmp_path / "killed"
     child = subprocess.Popen(
-        [sys.executable, str(HERE / "score_until_killed.py"), str(pool), question, answer, cache],
+        [sys.executable, str(HERE / "score_until_killed.py"), str(pool), question, answer]
+        + [str(cache), engine],
         env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group, so the kill takes all of it
     )
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     while len(list(cache.glob("scores-*.arrow"))) < 3 and time.monotonic() < deadline:
         assert child.poll() is None, "the scoring run ended before it could be interrupted"
         time.sleep(0.02)
-    child.send_signal(signal.SIGKILL)
+    os.killpg(child.pid, signal.SIGKILL)
     child.wait()
     finished = {f: f.stat().st_mtime_ns for f in cache.glob("scores-*.arrow")}
     assert 3 <= len(finished) < 13  # really interrupted: 200 rows are 13 shards of 16
 
     ds = _load(pool)
     config = ScoringConfig(question, answer, batch_size=4, window=8, checkpoint_rows=16)
-    resumed = score_dataset(ds, config, cache)
+    resumed = score_dataset(ds, config, cache, engine_named(engine))
     assert {f: f.stat().st_mtime_ns for f in finished} == finished  # reused, not redone
+    assert len(list(cache.glob("scores-*.arrow"))) == 13
     uninterrupted = score_dataset(ds, config, tmp_path / "clean")
     assert _scores(resumed) == _scores(uninterrupted)
     assert resumed["id"] == ds["id"]

@@ -21,7 +21,7 @@ def _pool(n: int, seed: int = 4) -> datasets.Dataset:
 def test_every_turn_gets_a_decision_and_originals_are_kept(tmp_path, tiny_lm):
     ds = _pool(6)
     config = RewriteConfig(model=tiny_lm, generation=GenerationConfig(max_new_tokens=12))
-    out, report = rewrite_dataset(ds, config, tmp_path / "cache.sqlite")
+    out, report = rewrite_dataset(ds, config, tmp_path / "work")
     assert out["original_conversations"] == ds["conversations"]
     for row in out:
         assert len(row["rewrite_decisions"]) == len(row["conversations"])  # questions too
@@ -43,12 +43,12 @@ def test_every_turn_gets_a_decision_and_originals_are_kept(tmp_path, tiny_lm):
     assert sum(report["guards"].values()) == round(report["guarded_out"] * report["turns"])
 
 
-def test_a_rerun_reads_the_cache_and_generates_nothing(tmp_path, tiny_lm, monkeypatch):
+def test_a_rerun_reads_the_caches_and_generates_nothing(tmp_path, tiny_lm, monkeypatch):
     ds = _pool(4)
     config = RewriteConfig(model=tiny_lm, generation=GenerationConfig(max_new_tokens=8))
-    first, _ = rewrite_dataset(ds, config, tmp_path / "cache.sqlite")
+    first, _ = rewrite_dataset(ds, config, tmp_path / "work")
     cached = (
-        GenerationCache(tmp_path / "cache.sqlite")
+        GenerationCache(tmp_path / "work" / "generation_cache.sqlite")
         .db.execute("SELECT COUNT(*) FROM generations")
         .fetchone()[0]
     )
@@ -58,21 +58,28 @@ def test_a_rerun_reads_the_cache_and_generates_nothing(tmp_path, tiny_lm, monkey
         raise AssertionError("a cached prompt was generated again")
 
     monkeypatch.setattr(generation, "generate_batch", must_not_generate)
-    again, _ = rewrite_dataset(ds, config, tmp_path / "cache.sqlite")
+    again, _ = rewrite_dataset(ds, config, tmp_path / "work")  # the stored shard
+    assert again["conversations"] == first["conversations"]
+    for shard in (tmp_path / "work").glob("rewrites-*.arrow"):
+        shard.unlink()  # the shard gone, the generation cache still has every prompt
+    again, _ = rewrite_dataset(ds, config, tmp_path / "work")
     assert again["conversations"] == first["conversations"]
     assert again["rewrite_decisions"] == first["rewrite_decisions"]
     # Another generation config is another key: it would generate.
     other = RewriteConfig(model=tiny_lm, generation=GenerationConfig(max_new_tokens=9))
     with pytest.raises(AssertionError, match="generated again"):
-        rewrite_dataset(ds, other, tmp_path / "cache.sqlite")
+        rewrite_dataset(ds, other, tmp_path / "work")
 
 
 @pytest.mark.slow
-def test_smollm2_rewrites_keep_the_true_answers(tmp_path):
+def test_smollm2_rewrites_keep_the_true_answers(tmp_path, tiny_models):
     rows = build_demo_pool(DemoPoolConfig(split="test", size=4, seed=9, defect_rate=0.0))
     ds = canonical_dataset(rows, source="demo")
-    config = RewriteConfig(generation=GenerationConfig(max_new_tokens=48))
-    out, report = rewrite_dataset(ds, config, tmp_path / "cache.sqlite")
+    config = RewriteConfig(
+        generation=GenerationConfig(max_new_tokens=48), answer_model=tiny_models[1]
+    )
+    out, report = rewrite_dataset(ds, config, tmp_path / "work")
+    _check_answer_reward(ds, out, report, tiny_models[1])
     assert report["turns"] == sum(len(c) for c in ds["conversations"])
     image_facts = {r["id"]: {r["facts"]["color"], r["facts"]["shape"]} for r in rows}
     checked = rewrite_truth_report(list(out.remove_columns("image")), image_facts)
@@ -89,6 +96,34 @@ def test_smollm2_rewrites_keep_the_true_answers(tmp_path):
             strict=True,
         ):
             assert (turn == original) == (decision != "accepted")
+
+
+def _check_answer_reward(ds, out, report, answer_model):
+    """The report's answer-reward figures are the answer model's own scores of the answer
+    turns that passed the rules (accepted, reviewed out or refused by it)."""
+    from align2.models.backbones import load_reward_model
+    from align2.models.scoring import score_texts
+    from align2.reward.templates import answer_text
+
+    scored, images = [], []
+    for row in out:
+        question = ""
+        for turn, original, decision in zip(
+            row["conversations"], row["original_conversations"], row["rewrite_decisions"],
+            strict=True,
+        ):  # fmt: skip
+            if turn["from"] == "human":
+                question = original["value"].replace("<image>", "").strip()
+            elif decision in ("accepted", "reviewed_out", "reward_drop"):
+                scored.append((question, original["value"], decision))
+                images.append(row["image"])
+    reward = report["answer_reward"]
+    assert scored and reward["scored"] == len(scored)
+    assert reward["refused"] == sum(d == "reward_drop" for _, _, d in scored)
+    texts = [answer_text(question, answer) for question, answer, _ in scored]
+    expected = score_texts(load_reward_model(answer_model), texts, images)
+    assert reward["mean_original"] == pytest.approx(float(expected.mean()), abs=1e-4)
+    assert "reward_original" not in out.column_names  # the figures stay in the work folder
 
 
 def test_questions_can_be_left_alone(tmp_path, tiny_lm):
@@ -201,10 +236,10 @@ def test_the_answer_model_refuses_a_rewrite_it_scores_much_lower(tiny_models):
         answer_model=tiny_models[1], guards=GuardConfig(max_reward_drop=limit + 1e-4)
     )
     decisions = [ACCEPTED] * 3
-    report = _guard_reward_drop(
+    before, after = _guard_reward_drop(
         turns, rewrites, decisions, config, lambda rows: ds.select(rows)["image"]
     )
     worst = int(np.argmax(drops))
     assert decisions == ["reward_drop" if i == worst else ACCEPTED for i in range(3)]
-    assert report["scored"] == 3 and report["refused"] == 1
-    assert report["mean_original"] == pytest.approx(float(scores[:3].mean()), abs=1e-4)
+    assert [before[i] for i in range(3)] == pytest.approx(scores[:3].tolist(), abs=1e-5)
+    assert [after[i] for i in range(3)] == pytest.approx(scores[3:].tolist(), abs=1e-5)
