@@ -9,9 +9,11 @@ GPUs that have it, and on CPUs with bfloat16 instructions only where a cached pr
 faster); the per-sample baseline is the plain loop in float32, as a user would write it.
 `per_sample_same_precision_s` isolates what batching alone buys, and
 the raw batched run uses the rewriter's precision (`raw_batched_fp32_s`: the same batches in
-float32, what bfloat16 buys). Ours also encodes the prompts' shared beginning (system prompt,
-chat markup, instructions) once per batch: raw `generate` re-encodes it for every row.
-Prints one JSON line."""
+float32, what bfloat16 buys). Ours also batches the prompts of one template together and
+encodes their shared beginning (system prompt, chat markup, the template's instructions) once
+per batch, where raw `generate` re-encodes it for every row, and drops a row from its batch
+once it has ended, where `generate` computes it to the batch's longest. Prints one JSON
+line."""
 
 from __future__ import annotations
 
@@ -32,8 +34,9 @@ PROMPTS, TARGET_SPEEDUP, TARGET_VS_RAW = 64, 4.0, 0.9
 CONFIG = GenerationConfig(max_new_tokens=48, batch_size=32)
 
 
-def rewrite_prompts(llm: LLM) -> tuple[list[str], list[int]]:
-    """The rewriter's prompts for 64 demo turns, and their token budgets."""
+def rewrite_prompts(llm: LLM) -> tuple[list[str], list[int], list[str]]:
+    """The rewriter's prompts for 64 demo turns, their token budgets and their templates
+    (the turns' roles)."""
     rows = build_demo_pool(DemoPoolConfig(split="test", size=40, seed=0, defect_rate=0.0))
     turns = _turns([r["conversations"] for r in rows], questions=True)[:PROMPTS]
     system = render("system.j2")
@@ -47,16 +50,17 @@ def rewrite_prompts(llm: LLM) -> tuple[list[str], list[int]]:
         )
         for t in turns
     ]
-    return prompts, budgets
+    return prompts, budgets, [t.role for t in turns]
 
 
 @torch.inference_mode()
-def raw_seconds(llm: LLM, prompts: list[str], budgets: list[int], batch_size: int, bf16: bool):
+def raw_seconds(llm: LLM, prompts, budgets, roles, batch_size: int, bf16: bool):
     """Plain `model.generate` over pre-tokenised batches; with batch_size > 1 the same batches
-    as `generate` makes (sorted by budget, then prompt length)."""
+    as `generate` makes (by template, then budget, then prompt length)."""
     model, tokenizer = llm.load()
     lengths = [len(x) for x in tokenizer(prompts)["input_ids"]]
-    order = np.lexsort((lengths, budgets)) if batch_size > 1 else np.arange(len(prompts))
+    kinds = [sorted(set(roles)).index(r) for r in roles]
+    order = np.lexsort((lengths, budgets, kinds)) if batch_size > 1 else np.arange(len(prompts))
     batches = []
     for i in range(0, len(order), batch_size):
         index = order[i : i + batch_size]
@@ -79,20 +83,20 @@ def raw_seconds(llm: LLM, prompts: list[str], budgets: list[int], batch_size: in
 
 def main() -> int:
     llm = LLM("smollm2")
-    prompts, budgets = rewrite_prompts(llm)
+    prompts, budgets, roles = rewrite_prompts(llm)
     generate_batch(llm, prompts[:2], GenerationConfig(max_new_tokens=4))  # load
     # Warm-up at the real batch shapes: whichever batched run came first paid ~2 s of kernel
     # set-up (raw first 13.4 s vs ours 11.5 s; the other way round ours was the slower one).
     precision = generation_precision(llm, CONFIG.bf16)
     bf16 = precision.bf16
-    raw_seconds(llm, prompts, budgets, CONFIG.batch_size, bf16=bf16)
-    per_sample = raw_seconds(llm, prompts, budgets, batch_size=1, bf16=False)
-    per_sample_same = raw_seconds(llm, prompts, budgets, batch_size=1, bf16=bf16)
+    raw_seconds(llm, prompts, budgets, roles, CONFIG.batch_size, bf16=bf16)
+    per_sample = raw_seconds(llm, prompts, budgets, roles, batch_size=1, bf16=False)
+    per_sample_same = raw_seconds(llm, prompts, budgets, roles, batch_size=1, bf16=bf16)
     start = time.perf_counter()
-    generate(llm, prompts, CONFIG, cache=None, budgets=budgets)
+    generate(llm, prompts, CONFIG, cache=None, budgets=budgets, groups=roles)
     ours = time.perf_counter() - start
-    raw = raw_seconds(llm, prompts, budgets, CONFIG.batch_size, bf16=bf16)
-    raw_fp32 = raw_seconds(llm, prompts, budgets, CONFIG.batch_size, bf16=False)
+    raw = raw_seconds(llm, prompts, budgets, roles, CONFIG.batch_size, bf16=bf16)
+    raw_fp32 = raw_seconds(llm, prompts, budgets, roles, CONFIG.batch_size, bf16=False)
     speedup, vs_raw = per_sample / ours, raw / ours
     print(
         json.dumps(

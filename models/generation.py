@@ -27,9 +27,10 @@ from align2.models.precision import generation_precision
 from align2.models.scoring import use_bf16
 
 # Bump when the way a batch is computed changes its bfloat16 text (2: the shared prefix is
-# encoded once; float32 text is unchanged, bf16 rounding differs in ~6% of outputs): a cache
-# from older code must not mix with new generations, or a rebuild would differ by cache state.
-GENERATION_FORMAT = 2
+# encoded once; 3: prompts batched by template, finished rows leave the batch; float32 text
+# is unchanged, bf16 rounding may differ): a cache from older code must not mix with new
+# generations, or a rebuild would differ by cache state.
+GENERATION_FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -184,33 +185,74 @@ def generate_batch(
     prompt) is encoded once and its KV cache shared by the batch; each prompt's own tokens
     follow it, padded in between (positions come from the attention mask, so each row sees
     exactly its own prompt). `budgets` caps each prompt's new tokens (default:
-    config.max_new_tokens). The batch runs to its largest budget and each output is cut at
-    its own, so a prompt's length cap does not depend on which prompts shared its batch (nor
-    does its float32 text; bfloat16 rounding can vary with the batch's shapes)."""
+    config.max_new_tokens). Each row stops at its own budget, so a prompt's length cap does
+    not depend on which prompts shared its batch (nor does its float32 text; bfloat16
+    rounding can vary with the batch's shapes)."""
     budgets = budgets or [config.max_new_tokens] * len(prompts)
     model, tokenizer = llm.load()
-    if config.do_sample:  # a seed from the prompts: a rerun of this batch samples the same
-        digest = hashlib.sha256("\n".join(prompts).encode()).digest()
-        torch.manual_seed(config.seed + int.from_bytes(digest[:4], "little"))
-    sampling = (
-        {"do_sample": True, "temperature": config.temperature, "top_p": config.top_p}
-        if config.do_sample
-        else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-    )
     bf16 = use_bf16(config.bf16, on_cpu=True)
     with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
-        input_ids, attention_mask, _, shared = _prefix_batch(model, tokenizer, prompts)
-        output = model.generate(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            **shared,
-            max_new_tokens=max(budgets),
-            pad_token_id=tokenizer.pad_token_id,
-            **sampling,
-        )
+        batch = _prefix_batch(model, tokenizer, prompts)
+        if config.do_sample:
+            tokens = _sampled(model, tokenizer, prompts, batch, budgets, config)
+        else:
+            tokens = _greedy(model, *batch, budgets)
+    return [t.strip() for t in tokenizer.batch_decode(tokens, skip_special_tokens=True)]
+
+
+def _sampled(model, tokenizer, prompts, batch, budgets: list[int], config) -> list:
+    """`model.generate`'s samples, seeded from the prompts (a rerun of this batch samples
+    the same), each cut at its own budget."""
+    digest = hashlib.sha256("\n".join(prompts).encode()).digest()
+    torch.manual_seed(config.seed + int.from_bytes(digest[:4], "little"))
+    input_ids, attention_mask, _, shared = batch
+    output = model.generate(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        **shared,
+        max_new_tokens=max(budgets),
+        pad_token_id=tokenizer.pad_token_id,
+        do_sample=True,
+        temperature=config.temperature,
+        top_p=config.top_p,
+    )
     new_tokens = output[:, input_ids.shape[1] :]
-    cut = [row[:budget] for row, budget in zip(new_tokens, budgets, strict=True)]
-    return [t.strip() for t in tokenizer.batch_decode(cut, skip_special_tokens=True)]
+    return [row[:budget] for row, budget in zip(new_tokens, budgets, strict=True)]
+
+
+def _greedy(model, input_ids, attention_mask, prefix: int, shared: dict, budgets: list[int]):
+    """Greedy decoding, `model.generate`'s tokens, where a row leaves the batch (and its KV
+    cache) as soon as it ends or reaches its budget: the rest no longer compute it. Most
+    rewrites end well before the longest of their batch."""
+    cache = shared.get("past_key_values") or DynamicCache(config=model.config)
+    eos = model.generation_config.eos_token_id
+    eos = set(eos if isinstance(eos, list) else [eos])
+    positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    step_ids, step_positions, mask = input_ids[:, prefix:], positions[:, prefix:], attention_mask
+    live, out = list(range(len(budgets))), [[] for _ in budgets]
+    while live:
+        logits = model(
+            input_ids=step_ids,
+            attention_mask=mask,
+            position_ids=step_positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits[:, -1]
+        going = []
+        for j, token in enumerate(logits.argmax(-1).tolist()):
+            out[live[j]].append(token)
+            if token not in eos and len(out[live[j]]) < budgets[live[j]]:
+                going.append(j)
+        if len(going) < len(live):
+            index = torch.tensor(going, dtype=torch.long, device=mask.device)
+            cache.batch_select_indices(index)
+            mask, step_positions = mask[index], step_positions[index]
+            live = [live[j] for j in going]
+        step_ids = torch.tensor([[out[row][-1]] for row in live], device=mask.device)
+        step_positions = step_positions[:, -1:] + 1
+        mask = torch.cat([mask, mask.new_ones((len(live), 1))], dim=1)
+    return out
 
 
 def generate(
@@ -219,10 +261,13 @@ def generate(
     config: GenerationConfig,
     cache: GenerationCache | None,
     budgets: list[int] | None = None,
+    groups: list[str] | None = None,
 ) -> list[str]:
     """Texts for `prompts` (in order): cached ones read, the rest generated in batches sorted
-    by (budget, prompt length) and cached batch by batch. `budgets` caps new tokens per
-    prompt (at most config.max_new_tokens): no batch runs longer than its members need."""
+    by (group, budget, prompt length) and cached batch by batch. `budgets` caps new tokens
+    per prompt (at most config.max_new_tokens): no batch runs longer than its members need.
+    `groups` names each prompt's template: prompts of one template batch together, so the
+    beginning they share (encoded once) takes in the template's own instructions."""
     if config.bf16 == "auto":  # decided before any key: the precision changes the text
         config = replace(config, bf16=generation_precision(llm, "auto").setting)
     limit = config.max_new_tokens
@@ -232,17 +277,25 @@ def generate(
         for p, b in zip(prompts, budgets, strict=True)
     ]
     done = cache.get(sorted(set(keys))) if cache is not None else {}
-    todo = {k: (p, b) for k, p, b in zip(keys, prompts, budgets, strict=True) if k not in done}
+    groups = groups or [""] * len(prompts)
+    todo = {
+        k: (p, b, g)
+        for k, p, b, g in zip(keys, prompts, budgets, groups, strict=True)
+        if k not in done
+    }
     if todo:
         _, tokenizer = llm.load()
         items = sorted(todo.items())
-        lengths = [len(ids) for ids in tokenizer([p for _, (p, _) in items])["input_ids"]]
-        order = np.lexsort((lengths, [b for _, (_, b) in items]))
+        lengths = [len(ids) for ids in tokenizer([p for _, (p, _, _) in items])["input_ids"]]
+        group_rank = {g: i for i, g in enumerate(sorted(set(groups)))}
+        order = np.lexsort(
+            (lengths, [b for _, (_, b, _) in items], [group_rank[g] for _, (_, _, g) in items])
+        )
         items = [items[i] for i in order]
         batches = range(0, len(items), config.batch_size)
         for start in tqdm(batches, desc="generating", unit=" batches"):
             batch = items[start : start + config.batch_size]
-            prompts_b, budgets_b = [p for _, (p, _) in batch], [b for _, (_, b) in batch]
+            prompts_b, budgets_b = [p for _, (p, _, _) in batch], [b for _, (_, b, _) in batch]
             texts = generate_batch(llm, prompts_b, config, budgets_b)
             new = dict(zip([k for k, _ in batch], texts, strict=True))
             if cache is not None:

@@ -240,7 +240,8 @@ def _generate_rewrites(llm: LLM, turns: list[_Turn], config: RewriteConfig, cach
     starts = [_start(t) for t in turns]
     prompts = [p + s for p, s in zip(prompts, starts, strict=True)]
     budgets = [token_budget(t.text, config.guards) for t in turns]
-    generated = generate(llm, prompts, config.generation, cache, budgets)
+    roles = [t.role for t in turns]  # one template per role: batched apart
+    generated = generate(llm, prompts, config.generation, cache, budgets, roles)
     return [_clean(s + _continue(g) if s else g) for s, g in zip(starts, generated, strict=True)]
 
 

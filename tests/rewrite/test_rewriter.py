@@ -155,13 +155,16 @@ def test_a_batch_sharing_a_prefix_generates_what_each_prompt_alone_does(tiny_lm)
         for user in ("Rewrite: The circle is red.", "Rewrite: No.", "Rewrite: A big blue square.")
     ]
     config = GenerationConfig(max_new_tokens=8, bf16="off")
+    budgets = [8, 2, 5]  # rows leave the batch at their own budgets
     alone = []
-    for prompt in prompts:  # the reference: plain `generate`, one unpadded prompt at a time
+    for prompt, budget in zip(prompts, budgets, strict=True):  # the reference: plain
+        # `generate`, one unpadded prompt at a time
         ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
         with torch.inference_mode():
-            out = model.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=0)
+            out = model.generate(ids, max_new_tokens=budget, do_sample=False, pad_token_id=0)
         alone.append(tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip())
-    assert generate_batch(llm, prompts, config) == alone
+    assert generate_batch(llm, prompts, config, budgets) == alone
+    assert len(set(map(len, alone))) == 3  # three lengths: each row stopped on its own
     token_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
     assert shared_prefix(token_ids) > 10  # the system prompt and chat markup
     assert shared_prefix([[1, 2, 3], [1, 2]]) == 1  # each row keeps a token of its own
