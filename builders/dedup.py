@@ -27,6 +27,7 @@ import hashlib
 import inspect
 import io
 import re
+import sys
 import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
@@ -200,7 +201,8 @@ def _hashes(dataset, config, cache_dir: Path, engine: Engine, num_proc: int) -> 
         undecoded,
         partial(fingerprint_batch, **settings),
         features=HASH_FEATURES,
-        key=Hasher.hash([inspect.getsource(fingerprint_batch), MINHASH_SCHEME, settings]),
+        # The whole module: the hashes depend on its helpers too (normalising, shingles).
+        key=Hasher.hash([inspect.getsource(sys.modules[__name__]), settings]),
         cache_dir=cache_dir,
         name="dedup-hashes",
         rows_per_shard=HASH_SHARD_ROWS,

@@ -34,6 +34,7 @@ META_TEXT = re.compile(
     re.IGNORECASE,
 )
 ACCEPTED = "accepted"  # the decision of a rewrite that passed every guard
+REWARD_DROP = "reward_drop"  # the answer reward model scored the rewrite too far below
 
 
 @dataclass(frozen=True)
@@ -93,5 +94,5 @@ def check_rewrite(
     if not low <= words_out <= high:
         return "length"
     if reward_drop is not None and reward_drop > config.max_reward_drop:
-        return "reward_drop"
+        return REWARD_DROP
     return ACCEPTED

@@ -47,10 +47,9 @@ from align2.models.generation import (
 from align2.models.precision import generation_precision
 from align2.rewrite import claims, guards
 from align2.rewrite.claims import polarity
-from align2.rewrite.guards import ACCEPTED, GuardConfig, check_rewrite
+from align2.rewrite.guards import ACCEPTED, REWARD_DROP, GuardConfig, check_rewrite
 
 REVIEWED_OUT, UNCHANGED, SKIPPED = "reviewed_out", "unchanged", "skipped"
-REWARD_DROP = "reward_drop"  # the answer reward model scored the rewrite too far below
 REWRITE_FEATURES = {
     "original_conversations": datasets.List(
         {"from": datasets.Value("string"), "value": datasets.Value("string")}
@@ -60,10 +59,11 @@ REWRITE_FEATURES = {
     "rewritten": datasets.Value("bool"),
 }
 # Per turn, what the report is computed from (None where a turn was not measured).
-MEASURE_FEATURES = {
-    name: datasets.List(datasets.Value("float32"))
-    for name in ("nll_original", "nll_rewrite", "reward_original", "reward_rewrite")
-} | {"rewrite_bf16": datasets.Value("bool"), "rewrite_precision": datasets.Value("string")}
+MEASURE_COLUMNS = ("nll_original", "nll_rewrite", "reward_original", "reward_rewrite")
+MEASURE_FEATURES = {name: datasets.List(datasets.Value("float32")) for name in MEASURE_COLUMNS} | {
+    "rewrite_bf16": datasets.Value("bool"),
+    "rewrite_precision": datasets.Value("string"),
+}
 SHARD_ROWS = 4096  # rows per cached shard of rewrites: the unit a killed run resumes from
 
 
@@ -195,9 +195,6 @@ def rewrite_conversations(
     columns["rewrite_bf16"] = [precision.bf16] * len(conversations)
     columns["rewrite_precision"] = [precision.reason] * len(conversations)
     return columns
-
-
-MEASURE_COLUMNS = ("nll_original", "nll_rewrite", "reward_original", "reward_rewrite")
 
 
 def _per_row(conversations, turns, rewrites, decisions, probabilities, measured) -> dict:
